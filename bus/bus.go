@@ -20,9 +20,10 @@ type Batch struct {
 	Partition int
 	// ProducerPos is the producer's own position for this batch, strictly
 	// increasing per partition (ingest uses its write-ahead log position).
-	// The log stores it with the message and drops a batch whose position it
-	// has already stored, so a producer that resends after a crash or a
-	// failed Append never stores a batch twice.
+	// The log stores it with the message. A producer that resends after a
+	// failed Append has the resent batches dropped if they were stored (within
+	// the log's duplicate window, minutes); after a crash it asks
+	// LastProducerPos and resends only what lies beyond.
 	ProducerPos uint64
 	Payload     []byte
 }
@@ -75,6 +76,9 @@ type Log interface {
 	// LastProducerPos is the highest ProducerPos stored in the partition, or
 	// zero when it holds none.
 	LastProducerPos(ctx context.Context, partition int) (uint64, error)
+
+	// LastSeq is the Seq of the last message stored, or zero for an empty log.
+	LastSeq(ctx context.Context) (uint64, error)
 
 	// Read delivers messages in log order (so in order within each
 	// partition) to h until h returns an error, ctx is done, or (without

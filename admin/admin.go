@@ -1,0 +1,173 @@
+// Package admin is nudge's admin API: reading back what was stored, and
+// watching it live. Every route needs the admin token as a Bearer token.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/api"
+	"github.com/nudge-dev/nudge/bus"
+)
+
+// Forwarded tells how far acknowledged events have reached the event log.
+type Forwarded interface {
+	// Committed is the write-ahead position just past the last acknowledged event.
+	Committed() uint64
+	// WaitForwarded returns once everything before pos is in the event log.
+	WaitForwarded(ctx context.Context, pos uint64) error
+}
+
+// API serves the admin routes.
+type API struct {
+	token  string
+	log    bus.Log
+	fwd    Forwarded
+	logger *slog.Logger
+}
+
+// New makes the admin API.
+func New(token string, log bus.Log, fwd Forwarded, logger *slog.Logger) *API {
+	return &API{token: token, log: log, fwd: fwd, logger: logger}
+}
+
+// Register adds the admin routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("GET /v1/events", a.auth(http.HandlerFunc(a.events)))
+	mux.Handle("GET /v1/events/stream", a.auth(http.HandlerFunc(a.stream)))
+}
+
+func (a *API) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(a.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nudge admin"`)
+			api.WriteError(w, api.ErrUnauthorizedAdmin)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// events answers GET /v1/events?user=ID&limit=N: the customer's most recent
+// N stored events, oldest first. It first waits until every event
+// acknowledged before the request has reached the log, so a client reads
+// its own writes.
+//
+// It scans the customer's partition of the log: fine for debugging and
+// moderate logs; the profile store serves per-customer history at scale.
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	user := q.Get("user")
+	if user == "" {
+		api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Message: "the query parameter user is required", Field: "user"})
+		return
+	}
+	limit := defaultLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Message: fmt.Sprintf("limit must be a number from 1 to %d", maxLimit), Field: "limit"})
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.fwd.WaitForwarded(ctx, a.fwd.Committed()); err != nil {
+		api.WriteError(w, api.ErrUnavailable)
+		return
+	}
+	ring := make([]nudge.Event, 0, limit)
+	next := 0
+	p := bus.PartitionOf(user, a.log.Partitions())
+	err := a.log.Read(ctx, bus.ReadOptions{Partitions: []int{p}}, func(_ context.Context, m bus.Message) error {
+		events, err := nudge.DecodeEvents(m.Payload)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if e.UserID != user && e.AnonymousID != user {
+				continue
+			}
+			if len(ring) < limit {
+				ring = append(ring, e)
+			} else {
+				ring[next] = e
+				next = (next + 1) % limit
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		a.logger.Error("read events", "err", err)
+		api.WriteError(w, api.ErrUnavailable)
+		return
+	}
+	out := append(ring[next:len(ring):len(ring)], ring[:next]...)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"events": out})
+}
+
+// stream answers GET /v1/events/stream with the live stream of events as
+// Server-Sent Events, one JSON event per "data:" line; ?user=ID keeps one
+// customer's, ?type=track one kind's, ?event=NAME one event name's.
+func (a *API) stream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		api.WriteError(w, &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "streaming is not supported"})
+		return
+	}
+	q := r.URL.Query()
+	user, kind, name := q.Get("user"), q.Get("type"), q.Get("event")
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": connected\n\n")
+	flusher.Flush()
+	opts := bus.ReadOptions{FromTime: time.Now(), Follow: true}
+	if user != "" {
+		opts.Partitions = []int{bus.PartitionOf(user, a.log.Partitions())}
+	}
+	err := a.log.Read(r.Context(), opts, func(_ context.Context, m bus.Message) error {
+		events, err := nudge.DecodeEvents(m.Payload)
+		if err != nil {
+			return err
+		}
+		sent := false
+		for _, e := range events {
+			if (user != "" && e.UserID != user && e.AnonymousID != user) ||
+				(kind != "" && string(e.Type) != kind) || (name != "" && e.Event != name) {
+				continue
+			}
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				return err
+			}
+			sent = true
+		}
+		if sent {
+			flusher.Flush()
+		}
+		return nil
+	})
+	if err != nil && r.Context().Err() == nil {
+		a.logger.Warn("event stream ended", "err", err)
+	}
+}

@@ -1,0 +1,237 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/wal"
+)
+
+// Forwarder moves acknowledged events from the write-ahead log to the event
+// log. It tails the WAL from disk (so a slow event log never holds ingest
+// back while the disk has room), publishes one batch per partition per
+// round, and after every SyncBytes forwarded makes the event log durable
+// (bus.Log.Sync) and deletes the WAL segments it no longer needs.
+//
+// Each batch carries the WAL position of its last record as its
+// ProducerPos. After a crash, Recover asks the event log for the last
+// position stored in each partition and Run resends exactly the records
+// after it: nothing acknowledged is lost, nothing is stored twice.
+type Forwarder struct {
+	wal    *wal.WAL
+	log    bus.Log
+	logger *slog.Logger
+
+	// MaxRoundBytes bounds the events one round holds in memory, and
+	// MaxBatchBytes one published message (NATS refuses messages over its
+	// max_payload, 1 MiB by default).
+	MaxRoundBytes int
+	MaxBatchBytes int
+	// SyncBytes is how much is forwarded between two Syncs of the event log.
+	SyncBytes int
+
+	stored []uint64 // per partition: the last WAL position the event log holds
+
+	mu        sync.Mutex
+	pos       uint64        // the next WAL position to forward
+	moved     chan struct{} // closed when pos moves
+	unsynced  int
+	syncedPos uint64
+}
+
+// NewForwarder makes a forwarder; call Recover before Run.
+func NewForwarder(w *wal.WAL, log bus.Log, logger *slog.Logger) *Forwarder {
+	return &Forwarder{
+		wal: w, log: log, logger: logger,
+		MaxRoundBytes: 8 << 20,
+		MaxBatchBytes: 900 << 10,
+		SyncBytes:     32 << 20,
+		moved:         make(chan struct{}),
+	}
+}
+
+// Recover learns what the event log already holds. Run then resends what
+// the WAL holds beyond it.
+func (f *Forwarder) Recover(ctx context.Context) error {
+	f.stored = make([]uint64, f.log.Partitions())
+	for p := range f.stored {
+		pos, err := f.log.LastProducerPos(ctx, p)
+		if err != nil {
+			return fmt.Errorf("forwarder recovery, partition %d: %w", p, err)
+		}
+		f.stored[p] = pos
+	}
+	return nil
+}
+
+// Run forwards until ctx is done. It retries a failing event log with
+// backoff; it returns only ctx's error or a malformed WAL record.
+func (f *Forwarder) Run(ctx context.Context) error {
+	backoff := newBackoff()
+	for {
+		end, changed := f.wal.Committed()
+		if f.position() < end {
+			if err := f.round(ctx); err != nil {
+				if errors.Is(err, errBadRecord) {
+					return err
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				f.logger.Warn("forwarding to the event log failed; retrying", "err", err)
+				if err := backoff.wait(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			backoff.reset()
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Drain forwards everything committed to the WAL so far and syncs the event
+// log: on shutdown, after intake has stopped.
+func (f *Forwarder) Drain(ctx context.Context) error {
+	for {
+		end, _ := f.wal.Committed()
+		if f.position() >= end {
+			return f.sync(ctx)
+		}
+		if err := f.round(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// WaitForwarded returns once every WAL record before pos is in the event
+// log, so a reader can see what was acknowledged before it asked.
+func (f *Forwarder) WaitForwarded(ctx context.Context, pos uint64) error {
+	for {
+		f.mu.Lock()
+		cur, moved := f.pos, f.moved
+		f.mu.Unlock()
+		if cur >= pos {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Committed is the WAL position just past the last acknowledged record.
+func (f *Forwarder) Committed() uint64 {
+	end, _ := f.wal.Committed()
+	return end
+}
+
+func (f *Forwarder) position() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pos
+}
+
+var errRoundFull = errors.New("round full")
+
+// round reads what the WAL holds past pos, up to MaxRoundBytes, and
+// publishes it as batches of at most MaxBatchBytes per partition.
+func (f *Forwarder) round(ctx context.Context) error {
+	type pending struct {
+		payload []byte
+		last    uint64
+	}
+	open := make(map[int]*pending)
+	var batches []bus.Batch
+	total := 0
+	closeBatch := func(p int) {
+		b := open[p]
+		batches = append(batches, bus.Batch{Partition: p, ProducerPos: b.last, Payload: b.payload})
+		delete(open, p)
+	}
+	var badRecord error
+	next, err := f.wal.Read(f.position(), func(pos uint64, rec []byte) error {
+		if total > 0 && total+len(rec) > f.MaxRoundBytes {
+			return errRoundFull
+		}
+		total += len(rec)
+		badRecord = eachEntry(rec, func(p int, payload []byte) {
+			if p >= len(f.stored) || pos <= f.stored[p] {
+				return // already in the event log (or from another partition count)
+			}
+			b := open[p]
+			if b != nil && len(b.payload)+len(payload) > f.MaxBatchBytes {
+				closeBatch(p)
+				b = nil
+			}
+			if b == nil {
+				b = &pending{}
+				open[p] = b
+			}
+			b.payload = append(b.payload, payload...)
+			b.last = pos
+		})
+		return badRecord
+	})
+	if badRecord != nil {
+		return badRecord
+	}
+	if err != nil && !errors.Is(err, errRoundFull) {
+		return fmt.Errorf("read write-ahead log: %w", err)
+	}
+	for p := range f.log.Partitions() {
+		if open[p] != nil {
+			closeBatch(p)
+		}
+	}
+	if len(batches) > 0 {
+		if err := f.log.Append(ctx, batches); err != nil {
+			return fmt.Errorf("append to event log: %w", err)
+		}
+		for _, b := range batches {
+			f.stored[b.Partition] = b.ProducerPos
+		}
+	}
+	f.mu.Lock()
+	f.pos = next
+	close(f.moved)
+	f.moved = make(chan struct{})
+	f.unsynced += total
+	due := f.unsynced >= f.SyncBytes
+	f.mu.Unlock()
+	if due {
+		return f.sync(ctx)
+	}
+	return nil
+}
+
+// sync makes the event log durable up to the current position, then lets
+// the WAL drop what lies before it.
+func (f *Forwarder) sync(ctx context.Context) error {
+	pos := f.position()
+	if pos == f.syncedPos {
+		return nil
+	}
+	if err := f.log.Sync(ctx); err != nil {
+		return fmt.Errorf("sync event log: %w", err)
+	}
+	f.mu.Lock()
+	f.unsynced = 0
+	f.syncedPos = pos
+	f.mu.Unlock()
+	if err := f.wal.TruncateBefore(pos); err != nil {
+		return fmt.Errorf("truncate write-ahead log: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/wal"
+)
+
+// memLog is an in-memory bus.Log that records what the forwarder does; fail
+// makes the next appends fail.
+type memLog struct {
+	mu     sync.Mutex
+	parts  int
+	stored []bus.Batch
+	last   map[int]uint64
+	syncs  int
+	fail   int
+}
+
+var _ bus.Log = (*memLog)(nil)
+
+func newMemLog(parts int) *memLog { return &memLog{parts: parts, last: map[int]uint64{}} }
+
+func (m *memLog) Partitions() int { return m.parts }
+func (m *memLog) Append(_ context.Context, batches []bus.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail > 0 {
+		m.fail--
+		return errors.New("log unavailable")
+	}
+	for _, b := range batches {
+		if b.ProducerPos <= m.last[b.Partition] {
+			continue
+		}
+		m.stored = append(m.stored, bus.Batch{Partition: b.Partition, ProducerPos: b.ProducerPos, Payload: append([]byte(nil), b.Payload...)})
+		m.last[b.Partition] = b.ProducerPos
+	}
+	return nil
+}
+func (m *memLog) Sync(context.Context) error { m.mu.Lock(); m.syncs++; m.mu.Unlock(); return nil }
+func (m *memLog) LastProducerPos(_ context.Context, p int) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last[p], nil
+}
+func (m *memLog) LastSeq(context.Context) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return uint64(len(m.stored)), nil
+}
+func (m *memLog) Read(context.Context, bus.ReadOptions, bus.Handler) error { return nil }
+func (m *memLog) Subscribe(context.Context, string, []int, bus.Handler) error {
+	return errors.New("not used")
+}
+func (m *memLog) Close() error { return nil }
+
+// events returns the message ids stored per partition, in order.
+func (m *memLog) events(t *testing.T) map[int][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int][]string{}
+	for _, b := range m.stored {
+		evs, err := nudge.DecodeEvents(b.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			out[b.Partition] = append(out[b.Partition], e.MessageID)
+		}
+	}
+	return out
+}
+
+func appendEvents(t *testing.T, w *wal.WAL, parts int, ids ...string) {
+	t.Helper()
+	var evs []nudge.Event
+	for _, id := range ids {
+		evs = append(evs, nudge.Event{Type: nudge.Track, MessageID: id, UserID: "user-" + id, Event: "E"})
+	}
+	rec, err := encodeRecord(evs, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestForwarderRoutesByPartitionInOrder(t *testing.T) {
+	const parts = 4
+	w, err := wal.Open(t.TempDir(), wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	log := newMemLog(parts)
+	f := NewForwarder(w, log, quiet())
+	if err := f.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var want = map[int][]string{}
+	for r := range 20 {
+		var ids []string
+		for i := range 5 {
+			id := fmt.Sprintf("r%d-%d", r, i)
+			ids = append(ids, id)
+			p := bus.PartitionOf("user-"+id, parts)
+			want[p] = append(want[p], id)
+		}
+		appendEvents(t, w, parts, ids...)
+	}
+	if err := f.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := log.events(t)
+	for p := range parts {
+		if fmt.Sprint(got[p]) != fmt.Sprint(want[p]) {
+			t.Errorf("partition %d: %v, want %v", p, got[p], want[p])
+		}
+	}
+	if log.syncs != 1 {
+		t.Errorf("Drain synced the log %d times, want once", log.syncs)
+	}
+}
+
+// TestForwarderRecoveryResendsExactlyWhatIsMissing plays a crash: the log
+// holds the first records of some partitions only; a new forwarder over the
+// same WAL must fill in the rest without storing anything twice.
+func TestForwarderRecoveryResendsExactlyWhatIsMissing(t *testing.T) {
+	const parts = 4
+	dir := t.TempDir()
+	w, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newMemLog(parts)
+	first := NewForwarder(w, log, quiet())
+	first.Recover(context.Background())
+	for r := range 10 {
+		appendEvents(t, w, parts, fmt.Sprintf("a%d", r), fmt.Sprintf("b%d", r), fmt.Sprintf("c%d", r))
+	}
+	if err := first.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	complete := log.events(t)
+	// Forget the tail of every partition, as a power cut before the log's
+	// fsync would.
+	log.mu.Lock()
+	log.stored = log.stored[:len(log.stored)/2]
+	log.last = map[int]uint64{}
+	for _, b := range log.stored {
+		log.last[b.Partition] = b.ProducerPos
+	}
+	log.mu.Unlock()
+	w.Close()
+
+	w, err = wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	second := NewForwarder(w, log, quiet())
+	second.MaxBatchBytes = 64 // other batch boundaries than the first run's
+	if err := second.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.events(t); fmt.Sprint(got) != fmt.Sprint(complete) {
+		t.Fatalf("after recovery: %v\nwant %v", got, complete)
+	}
+}
+
+func TestForwarderRetriesAFailingLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const parts = 2
+		w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		log := newMemLog(parts)
+		log.fail = 3
+		f := NewForwarder(w, log, quiet())
+		f.Recover(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- f.Run(ctx) }()
+		appendEvents(t, w, parts, "x1", "x2")
+		end, _ := w.Committed()
+		if err := f.WaitForwarded(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(log.events(t)[bus.PartitionOf("user-x1", parts)]); n == 0 || log.fail != 0 {
+			t.Fatalf("after 3 failures: stored %d, failures left %d", n, log.fail)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestForwarderTruncatesWALAfterSync(t *testing.T) {
+	const parts = 2
+	w, err := wal.Open(t.TempDir(), wal.Options{SegmentSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	log := newMemLog(parts)
+	f := NewForwarder(w, log, quiet())
+	f.SyncBytes = 8 << 10
+	f.MaxRoundBytes = 1 << 10
+	f.Recover(context.Background())
+	for i := range 200 {
+		appendEvents(t, w, parts, fmt.Sprintf("t%d", i))
+	}
+	if err := f.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if log.syncs < 2 {
+		t.Fatalf("synced %d times for ~%d KB forwarded, want one per SyncBytes", log.syncs, 200*80/1024)
+	}
+	n := 0
+	if _, err := w.Read(0, func(uint64, []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n >= 200 {
+		t.Fatalf("the WAL still holds %d records after the log synced them", n)
+	}
+}

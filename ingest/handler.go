@@ -1,0 +1,236 @@
+// Package ingest is nudge's tracking API: the Segment-spec calls that the
+// official Segment and RudderStack SDKs send, and CloudEvents over HTTP. It
+// parses and validates a request, drops events already accepted, makes the
+// rest durable in the write-ahead log and only then answers 200. The
+// Forwarder moves what was accepted on to the event log.
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/api"
+	"github.com/nudge-dev/nudge/dedup"
+	"github.com/nudge-dev/nudge/wal"
+)
+
+// Handler serves the tracking API.
+type Handler struct {
+	sources    map[string]string // write key -> source name
+	limits     Limits
+	partitions int
+	dedup      *dedup.Index
+	wal        *wal.WAL
+	now        func() time.Time
+	logger     *slog.Logger
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Sources maps each accepted write key to the name of its source.
+	Sources    map[string]string
+	Limits     Limits
+	Partitions int // of the event log, to group events in the WAL record
+}
+
+// NewHandler makes the tracking API over a WAL and a dedup index. now is the
+// clock (receivedAt, dedup windows).
+func NewHandler(cfg Config, w *wal.WAL, ix *dedup.Index, now func() time.Time, logger *slog.Logger) *Handler {
+	return &Handler{
+		sources: cfg.Sources, limits: cfg.Limits, partitions: cfg.Partitions,
+		dedup: ix, wal: w, now: now, logger: logger,
+	}
+}
+
+// segmentPaths maps the URL paths SDKs post to onto call kinds. The browser
+// SDK (analytics.js) uses the one-letter forms.
+var segmentPaths = map[string]string{
+	"track": "track", "identify": "identify", "page": "page", "screen": "screen",
+	"group": "group", "alias": "alias", "batch": "batch", "import": "batch",
+	"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": "batch",
+}
+
+// Register adds the tracking API's routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	for path, kind := range segmentPaths {
+		mux.Handle("POST /v1/"+path, h.cors(h.segment(kind)))
+		mux.Handle("OPTIONS /v1/"+path, h.cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	}
+	mux.Handle("POST /v1/cloudevents", h.cloudEvents())
+}
+
+// cors lets browser SDKs on any origin post events: they authenticate with
+// the write key, not with cookies.
+func (h *Handler) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
+			w.Header().Set("Access-Control-Max-Age", "86400")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) segment(kind string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := h.now()
+		source, basic := h.basicSource(r)
+		if basic && source == "" {
+			writeError(w, errUnauthorized)
+			return
+		}
+		body, apiErr := h.readBody(r)
+		if apiErr != nil {
+			writeError(w, apiErr)
+			return
+		}
+		events, bodyKey, err := ParseSegment(kind, body, now, h.limits)
+		if err != nil {
+			writeError(w, asAPIError(err))
+			return
+		}
+		if !basic {
+			if source = h.sources[bodyKey]; source == "" {
+				writeError(w, errUnauthorized)
+				return
+			}
+		}
+		h.accept(w, r.Context(), source, events, now)
+	})
+}
+
+func (h *Handler) cloudEvents() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := h.now()
+		source, _ := h.basicSource(r)
+		if source == "" {
+			writeError(w, errUnauthorized)
+			return
+		}
+		body, apiErr := h.readBody(r)
+		if apiErr != nil {
+			writeError(w, apiErr)
+			return
+		}
+		events, err := ParseCloudEvents(r.Header, body, now, h.limits)
+		if err != nil {
+			writeError(w, asAPIError(err))
+			return
+		}
+		h.accept(w, r.Context(), source, events, now)
+	})
+}
+
+// accept stores the events not seen before and answers 200 once they are
+// durable. A duplicate of an event being stored by another request waits
+// for that request's outcome.
+func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source string, events []nudge.Event, now time.Time) {
+	keys := make([]dedup.Key, len(events))
+	for i := range events {
+		events[i].Source = source
+		keys[i] = dedup.KeyOf(source, events[i].MessageID)
+	}
+	claim, err := h.dedup.Claim(ctx, keys, now)
+	if err != nil {
+		writeError(w, errUnavailable)
+		return
+	}
+	fresh := events[:0]
+	for i, ok := range claim.Fresh() {
+		if ok {
+			fresh = append(fresh, events[i])
+		}
+	}
+	if len(fresh) > 0 {
+		if err := h.write(ctx, fresh); err != nil {
+			h.dedup.Release(claim)
+			h.logger.Error("write-ahead append failed", "err", err)
+			writeError(w, storeError(err))
+			return
+		}
+	}
+	h.dedup.Commit(claim, now)
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"success":true}`)
+}
+
+func (h *Handler) write(ctx context.Context, events []nudge.Event) error {
+	rec, err := encodeRecord(events, h.partitions)
+	if err != nil {
+		return err
+	}
+	_, err = h.wal.Append(ctx, rec)
+	return err
+}
+
+// basicSource returns the source of the write key in the Basic auth header;
+// basic reports whether the header was there at all.
+func (h *Handler) basicSource(r *http.Request) (source string, basic bool) {
+	user, _, ok := r.BasicAuth()
+	if !ok {
+		return "", false
+	}
+	return h.sources[user], true
+}
+
+// readBody reads the request body, gunzipping it when the client says so,
+// and refuses bodies over the batch limit.
+func (h *Handler) readBody(r *http.Request) ([]byte, *api.Error) {
+	limit := int64(h.limits.MaxBatchBytes)
+	var rd io.Reader = http.MaxBytesReader(nil, r.Body, limit+1)
+	gzipped := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+	if gzipped {
+		gz, err := gzip.NewReader(rd)
+		if err != nil {
+			return nil, errBadGzip
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig) || int64(len(body)) > limit:
+		return nil, errBatchTooLarge(h.limits.MaxBatchBytes)
+	case err != nil && gzipped:
+		return nil, errBadGzip
+	case err != nil:
+		return nil, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadBody, Message: "could not read the request body: " + err.Error()}
+	}
+	return body, nil
+}
+
+// storeError maps a failed write-ahead append onto the answer: a full disk or
+// a closing server is temporary, so the SDK should retry later.
+func storeError(err error) *api.Error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, wal.ErrClosed) || errors.Is(err, context.Canceled) {
+		return errUnavailable
+	}
+	return &api.Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "the event could not be stored"}
+}
+
+func asAPIError(err error) *api.Error {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: err.Error()}
+}
+
+// writeError answers with the error; a 401 names the scheme to use.
+func writeError(w http.ResponseWriter, e *api.Error) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="nudge"`)
+	}
+	api.WriteError(w, e)
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration (real NATS JetStream at
+# 127.0.0.1:4222), black-box tests of the built binary, the official Segment
+# Node SDK against it, and a bounded fuzz run of the ingest parser.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+if ! nats_up; then
+  if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then
+    echo "test.sh: starting nats-server with JetStream on 127.0.0.1:4222"
+    mkdir -p /tmp/nudge-test-nats
+    (PATH=$PATH:/usr/sbin nohup nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/nudge-test-nats >/tmp/nudge-test-nats.log 2>&1 &)
+    for _ in $(seq 50); do nats_up && break; sleep 0.2; done
+  fi
+  nats_up || { echo "test.sh: no NATS JetStream at 127.0.0.1:4222 (apt-get install nats-server, or start one)"; exit 1; }
+fi
+
+sdk=cmd/nudge/testdata/segment-sdk
+if [ ! -d "$sdk/node_modules/@segment/analytics-node" ]; then
+  (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
+go test -run '^$' -fuzz '^FuzzParseSegment$' -fuzztime "${FUZZTIME:-20s}" ./ingest/
+go test -run '^$' -fuzz '^FuzzParseCloudEvents$' -fuzztime "${FUZZTIME:-10s}" ./ingest/
