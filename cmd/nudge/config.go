@@ -22,6 +22,7 @@ type Config struct {
 	WriteKeys   []string      `yaml:"write_keys"` // KEY or SOURCE=KEY
 	AdminToken  string        `yaml:"admin_token"`
 	NATS        string        `yaml:"nats"` // external JetStream URL; empty runs it embedded
+	NATSStream  string        `yaml:"nats_stream"`
 	Partitions  int           `yaml:"partitions"`
 	DedupWindow time.Duration `yaml:"dedup_window"`
 	DedupMax    int           `yaml:"dedup_max_keys"`
@@ -35,6 +36,7 @@ func defaultConfig() Config {
 	return Config{
 		HTTP:        "127.0.0.1:8080",
 		Data:        "./nudge-data",
+		NATSStream:  "NUDGE_EVENTS",
 		Partitions:  16,
 		DedupWindow: 24 * time.Hour,
 		DedupMax:    10_000_000,
@@ -76,6 +78,7 @@ func flags(name string, cfg *Config) *flag.FlagSet {
 	fs.Var(&listFlag{list: &cfg.WriteKeys}, "write-key", "a write key, KEY or SOURCE=KEY; repeatable (env: comma-separated)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", cfg.AdminToken, "bearer token of the admin API")
 	fs.StringVar(&cfg.NATS, "nats", cfg.NATS, "external NATS JetStream URL; empty runs JetStream embedded")
+	fs.StringVar(&cfg.NATSStream, "nats-stream", cfg.NATSStream, "name of the event log's stream; its subjects are the name in lower case, '_' as '.' (NUDGE_EVENTS: nudge.events.<partition>)")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "event log partitions, fixed when the log is created")
 	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a messageId is remembered")
 	fs.IntVar(&cfg.DedupMax, "dedup-max-keys", cfg.DedupMax, "memory bound of the dedup index, in keys")
@@ -184,10 +187,18 @@ func (c Config) Validate() error {
 	if c.NATS != "" && !strings.Contains(c.NATS, "://") {
 		errs = append(errs, fmt.Errorf("nats: %q is not a URL such as nats://127.0.0.1:4222", c.NATS))
 	}
+	if c.NATSStream == "" || strings.ContainsAny(c.NATSStream, " \t.*>/\\") {
+		errs = append(errs, fmt.Errorf("nats_stream: %q is not a stream name (letters, digits, '_' and '-')", c.NATSStream))
+	}
 	if c.Shutdown <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: %s must be positive", c.Shutdown))
 	}
 	return errors.Join(errs...)
+}
+
+// streamSubject is the subject prefix of the event log's stream.
+func (c Config) streamSubject() string {
+	return strings.ToLower(strings.ReplaceAll(c.NATSStream, "_", "."))
 }
 
 // Sources maps each write key to its source name. A bare KEY's source is

@@ -65,6 +65,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// The event log first: recovery replays the WAL into it.
 	log, err := jetstream.Open(ctx, jetstream.Config{
 		URL:        cfg.NATS,
+		Stream:     cfg.NATSStream,
+		Subject:    cfg.streamSubject(),
 		Dir:        filepath.Join(cfg.Data, jetstreamDir),
 		Partitions: cfg.Partitions,
 		Logger:     logger.With("component", "bus"),
