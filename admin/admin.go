@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ func New(token string, log bus.Log, fwd Forwarded, logger *slog.Logger) *API {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/events", a.auth(http.HandlerFunc(a.events)))
 	mux.Handle("GET /v1/events/stream", a.auth(http.HandlerFunc(a.stream)))
+	// Go's profiler, for an operator chasing CPU or memory.
+	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", a.auth(http.HandlerFunc(pprof.Trace)))
 }
 
 func (a *API) auth(next http.Handler) http.Handler {

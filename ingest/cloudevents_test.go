@@ -299,11 +299,11 @@ func TestCloudEventsNoAliasing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before, _ := nudge.EncodeEvents(nil, events)
+		before := nudge.EncodeEvents(nil, events)
 		for j := range body {
 			body[j] = 'X'
 		}
-		if after, _ := nudge.EncodeEvents(nil, events); string(before) != string(after) {
+		if after := nudge.EncodeEvents(nil, events); string(before) != string(after) {
 			t.Errorf("case %d: events changed with the body", i)
 		}
 	}

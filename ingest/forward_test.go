@@ -87,11 +87,7 @@ func appendEvents(t *testing.T, w *wal.WAL, parts int, ids ...string) {
 	for _, id := range ids {
 		evs = append(evs, nudge.Event{Type: nudge.Track, MessageID: id, UserID: "user-" + id, Event: "E"})
 	}
-	rec, err := encodeRecord(evs, parts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Append(context.Background(), rec); err != nil {
+	if _, err := w.Append(context.Background(), encodeRecord(evs, parts)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -165,11 +165,7 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 }
 
 func (h *Handler) write(ctx context.Context, events []nudge.Event) error {
-	rec, err := encodeRecord(events, h.partitions)
-	if err != nil {
-		return err
-	}
-	_, err = h.wal.Append(ctx, rec)
+	_, err := h.wal.Append(ctx, encodeRecord(events, h.partitions))
 	return err
 }
 

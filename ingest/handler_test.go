@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/wal"
@@ -80,7 +81,13 @@ func TestDuplicateWithinAndAcrossRequests(t *testing.T) {
 	w.Read(0, func(_ uint64, rec []byte) error {
 		records++
 		n := 0
-		eachEntry(rec, func(_ int, payload []byte) { n += strings.Count(string(payload), "\n") })
+		eachEntry(rec, func(_ int, payload []byte) {
+			evs, err := nudge.DecodeEvents(payload)
+			if err != nil {
+				t.Error(err)
+			}
+			n += len(evs)
+		})
 		if n != 1 {
 			t.Errorf("a record holds %d events, want the one fresh event", n)
 		}

@@ -13,40 +13,34 @@ import (
 // partition so that the forwarder can route them without decoding a single
 // event: a sequence of entries, each
 //
-//	partition uint16 | length uint32 | events as JSON lines (nudge.EncodeEvents)
+//	partition uint16 | length uint32 | events in the log's payload format (nudge.EncodeEvents)
 const entryHeader = 6
 
 // encodeRecord groups events by partition into one record. Within a
 // partition the events keep their order.
-func encodeRecord(events []nudge.Event, partitions int) ([]byte, error) {
-	parts := make([]int, len(events))
-	counts := make(map[int]int)
+func encodeRecord(events []nudge.Event, partitions int) []byte {
+	byPart := make(map[int][]int) // partition -> indexes into events
+	size := 0
 	for i := range events {
-		parts[i] = bus.PartitionOf(events[i].CustomerKey(), partitions)
-		counts[parts[i]]++
+		p := bus.PartitionOf(events[i].CustomerKey(), partitions)
+		byPart[p] = append(byPart[p], i)
+		size += 64 + len(events[i].Properties) + len(events[i].Context) + len(events[i].Traits)
 	}
-	var rec []byte
-	buf := make([]nudge.Event, 0, len(events))
+	rec := make([]byte, 0, size+len(byPart)*entryHeader)
 	for p := range partitions {
-		if counts[p] == 0 {
+		idx := byPart[p]
+		if len(idx) == 0 {
 			continue
-		}
-		buf = buf[:0]
-		for i := range events {
-			if parts[i] == p {
-				buf = append(buf, events[i])
-			}
 		}
 		start := len(rec)
 		rec = binary.BigEndian.AppendUint16(rec, uint16(p))
 		rec = binary.BigEndian.AppendUint32(rec, 0)
-		var err error
-		if rec, err = nudge.EncodeEvents(rec, buf); err != nil {
-			return nil, err
+		for _, i := range idx {
+			rec = nudge.AppendEncoded(rec, &events[i])
 		}
 		binary.BigEndian.PutUint32(rec[start+2:], uint32(len(rec)-start-entryHeader))
 	}
-	return rec, nil
+	return rec
 }
 
 var errBadRecord = errors.New("ingest: malformed write-ahead record")
