@@ -53,14 +53,14 @@ type Index struct {
 	maxKeys int
 
 	mu       sync.Mutex
-	keys     map[Key]int64   // key -> bucket number (time / width), or -claim id while pending
-	byBucket map[int64][]Key // bucket -> its keys, to expire them together
-	claims   map[int64]*Claim
-	lastID   int64
-	evicted  uint64 // keys dropped early to stay under maxKeys
+	keys     map[Key]struct{}  // accepted keys
+	byBucket map[int64][][]Key // bucket number (time / width) -> its keys in chunks, to expire them together
+	pending  map[Key]*Claim    // keys being written, few
+	evicted  uint64            // keys dropped early to stay under maxKeys
 }
 
-// New makes an empty index. maxKeys bounds memory (about 40 bytes a key):
+// New makes an empty index. maxKeys bounds memory (about 20 bytes a key,
+// twice that in RSS with the garbage collector's headroom):
 // past it the oldest bucket is dropped before its time, which shortens the
 // window; Stats reports how often.
 func New(window time.Duration, maxKeys int) *Index {
@@ -68,21 +68,20 @@ func New(window time.Duration, maxKeys int) *Index {
 		window = 24 * time.Hour
 	}
 	if maxKeys <= 0 {
-		maxKeys = 10_000_000
+		maxKeys = 5_000_000
 	}
 	return &Index{
 		window:   window,
 		width:    max(window/buckets, time.Second),
 		maxKeys:  maxKeys,
-		keys:     make(map[Key]int64),
-		byBucket: make(map[int64][]Key),
-		claims:   make(map[int64]*Claim),
+		keys:     make(map[Key]struct{}),
+		byBucket: make(map[int64][][]Key),
+		pending:  make(map[Key]*Claim),
 	}
 }
 
 // Claim is the reservation of one request's keys, ended by Commit or Release.
 type Claim struct {
-	id    int64
 	keys  []Key
 	fresh []bool
 	done  chan struct{}
@@ -102,21 +101,19 @@ func (ix *Index) Claim(ctx context.Context, keys []Key, now time.Time) (*Claim, 
 		var wait *Claim
 		ix.mu.Lock()
 		ix.expire(now)
-		ix.lastID++
-		c.id = ix.lastID
 		for i, k := range keys {
-			if v, ok := ix.keys[k]; ok {
-				if v < 0 && v != -c.id { // pending in another request
-					wait = ix.claims[-v]
+			if other, ok := ix.pending[k]; ok {
+				if other != c {
+					wait = other
 					break
 				}
-				continue // accepted before, or repeated within this request
+				continue // repeated within this request
 			}
-			ix.keys[k] = -c.id
+			if _, ok := ix.keys[k]; ok {
+				continue
+			}
+			ix.pending[k] = c
 			c.fresh[i] = true
-		}
-		if wait == nil {
-			ix.claims[c.id] = c
 		}
 		if wait == nil {
 			ix.mu.Unlock()
@@ -142,11 +139,11 @@ func (ix *Index) Commit(c *Claim, now time.Time) {
 	b := ix.bucket(now)
 	for i, k := range c.keys {
 		if c.fresh[i] {
-			ix.keys[k] = b
-			ix.byBucket[b] = append(ix.byBucket[b], k)
+			delete(ix.pending, k)
+			ix.keys[k] = struct{}{}
+			ix.remember(b, k)
 		}
 	}
-	delete(ix.claims, c.id)
 	ix.evictLocked()
 	close(c.done)
 }
@@ -162,10 +159,9 @@ func (ix *Index) Release(c *Claim) {
 func (ix *Index) unpendLocked(c *Claim) {
 	for i, k := range c.keys {
 		if c.fresh[i] {
-			delete(ix.keys, k)
+			delete(ix.pending, k)
 		}
 	}
-	delete(ix.claims, c.id)
 }
 
 // Add records a key accepted at t, as when rebuilding after a restart. Keys
@@ -184,29 +180,56 @@ func (ix *Index) addLocked(k Key, t time.Time) {
 	if _, ok := ix.keys[k]; ok {
 		return
 	}
-	ix.keys[k] = b
-	ix.byBucket[b] = append(ix.byBucket[b], k)
+	ix.keys[k] = struct{}{}
+	ix.remember(b, k)
 	ix.evictLocked()
+}
+
+// chunkKeys is the size of the chunks a bucket's key list grows by, so that
+// a growing bucket never copies its millions of keys.
+const chunkKeys = 8192
+
+func (ix *Index) remember(b int64, k Key) {
+	chunks := ix.byBucket[b]
+	if n := len(chunks); n == 0 || len(chunks[n-1]) == chunkKeys {
+		chunks = append(chunks, make([]Key, 0, chunkKeys))
+	}
+	last := len(chunks) - 1
+	chunks[last] = append(chunks[last], k)
+	ix.byBucket[b] = chunks
 }
 
 func (ix *Index) bucket(t time.Time) int64 { return t.UnixNano() / int64(ix.width) }
 
+// evictLocked forgets the oldest keys, a chunk at a time, while the index
+// holds more than maxKeys.
 func (ix *Index) evictLocked() {
-	for len(ix.keys) > ix.maxKeys && len(ix.byBucket) > 1 {
-		ix.evicted += uint64(ix.dropLocked(ix.oldestLocked()))
+	for len(ix.keys) > ix.maxKeys {
+		b := ix.oldestLocked()
+		chunks := ix.byBucket[b]
+		for _, k := range chunks[0] {
+			delete(ix.keys, k)
+		}
+		ix.evicted += uint64(len(chunks[0]))
+		if len(chunks) == 1 {
+			delete(ix.byBucket, b)
+		} else {
+			ix.byBucket[b] = chunks[1:]
+		}
 	}
 }
 
 // dropLocked forgets a bucket's keys and returns how many there were.
 func (ix *Index) dropLocked(b int64) int {
-	keys := ix.byBucket[b]
-	for _, k := range keys {
-		if ix.keys[k] == b {
+	n := 0
+	for _, chunk := range ix.byBucket[b] {
+		for _, k := range chunk {
 			delete(ix.keys, k)
 		}
+		n += len(chunk)
 	}
 	delete(ix.byBucket, b)
-	return len(keys)
+	return n
 }
 
 func (ix *Index) oldestLocked() int64 {
@@ -284,17 +307,21 @@ func (ix *Index) Save(path string, mark uint64) error {
 
 func (ix *Index) writeLocked(w io.Writer, mark uint64) error {
 	buf := binary.LittleEndian.AppendUint64([]byte(magic), mark)
-	for b, keys := range ix.byBucket {
+	for b, chunks := range ix.byBucket {
+		n := 0
+		for _, c := range chunks {
+			n += len(c)
+		}
 		buf = binary.LittleEndian.AppendUint64(buf, uint64(b))
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(len(keys)))
-		for _, k := range keys {
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(k))
-			if len(buf) >= 64<<10 {
-				if _, err := w.Write(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(n))
+		for _, chunk := range chunks {
+			for _, k := range chunk {
+				buf = binary.LittleEndian.AppendUint64(buf, uint64(k))
 			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
 		}
 	}
 	_, err := w.Write(buf)

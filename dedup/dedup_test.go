@@ -83,6 +83,19 @@ func TestClaimHonoursContext(t *testing.T) {
 	}
 }
 
+func TestMemoryBoundWithinOneBucket(t *testing.T) {
+	ix := New(24*time.Hour, chunkKeys)
+	for i := range 3 * chunkKeys {
+		claimCommit(t, ix, t0, Key(i))
+	}
+	if st := ix.Stats(); st.Keys > chunkKeys || st.Evicted != uint64(2*chunkKeys) {
+		t.Fatalf("stats = %+v, want at most %d keys, the oldest evicted", st, chunkKeys)
+	}
+	if got := claimCommit(t, ix, t0, Key(3*chunkKeys-1), Key(0)); got[0] || !got[1] {
+		t.Fatalf("fresh = %v, want the newest key remembered and the oldest forgotten", got)
+	}
+}
+
 func TestMemoryBoundDropsOldestBucket(t *testing.T) {
 	ix := New(24*time.Hour, 3)
 	claimCommit(t, ix, t0, 1, 2)

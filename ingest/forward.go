@@ -35,6 +35,7 @@ type Forwarder struct {
 	SyncBytes int
 
 	stored []uint64 // per partition: the last WAL position the event log holds
+	free   [][]byte // batch buffers to reuse: the log keeps none after Append
 
 	mu        sync.Mutex
 	pos       uint64        // the next WAL position to forward
@@ -160,6 +161,11 @@ func (f *Forwarder) round(ctx context.Context) error {
 		batches = append(batches, bus.Batch{Partition: p, ProducerPos: b.last, Payload: b.payload})
 		delete(open, p)
 	}
+	defer func() {
+		for _, b := range batches {
+			f.free = append(f.free, b.Payload[:0])
+		}
+	}()
 	var badRecord error
 	next, err := f.wal.Read(f.position(), func(pos uint64, rec []byte) error {
 		if total > 0 && total+len(rec) > f.MaxRoundBytes {
@@ -176,7 +182,7 @@ func (f *Forwarder) round(ctx context.Context) error {
 				b = nil
 			}
 			if b == nil {
-				b = &pending{}
+				b = &pending{payload: f.buffer()}
 				open[p] = b
 			}
 			b.payload = append(b.payload, payload...)
@@ -214,6 +220,15 @@ func (f *Forwarder) round(ctx context.Context) error {
 		return f.sync(ctx)
 	}
 	return nil
+}
+
+func (f *Forwarder) buffer() []byte {
+	if n := len(f.free); n > 0 {
+		b := f.free[n-1]
+		f.free = f.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, f.MaxBatchBytes)
 }
 
 // sync makes the event log durable up to the current position, then lets

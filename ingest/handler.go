@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,6 +95,7 @@ func (h *Handler) segment(kind string) http.Handler {
 			writeError(w, apiErr)
 			return
 		}
+		defer releaseBody(body)
 		events, bodyKey, err := ParseSegment(kind, body, now, h.limits)
 		if err != nil {
 			writeError(w, asAPIError(err))
@@ -122,6 +124,7 @@ func (h *Handler) cloudEvents() http.Handler {
 			writeError(w, apiErr)
 			return
 		}
+		defer releaseBody(body)
 		events, err := ParseCloudEvents(r.Header, body, now, h.limits)
 		if err != nil {
 			writeError(w, asAPIError(err))
@@ -193,7 +196,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *api.Error) {
 		defer gz.Close()
 		rd = gz
 	}
-	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	body, err := readAll(rd, limit+1, r.ContentLength)
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig) || int64(len(body)) > limit:
@@ -204,6 +207,40 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *api.Error) {
 		return nil, &api.Error{Status: http.StatusBadRequest, Code: api.CodeBadBody, Message: "could not read the request body: " + err.Error()}
 	}
 	return body, nil
+}
+
+// Request bodies are read into pooled buffers: the parsers copy out what
+// they keep, so a body's buffer is free again once its request is answered.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// readAll reads up to limit bytes of r into a pooled buffer, sized from the
+// Content-Length when the client sent one.
+func readAll(r io.Reader, limit, contentLength int64) ([]byte, error) {
+	buf := *bodies.Get().(*[]byte)
+	if want := int(min(max(contentLength, 512), limit)); cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil || int64(len(buf)) >= limit {
+			return buf, err
+		}
+	}
+}
+
+func releaseBody(b []byte) {
+	if cap(b) <= 1<<20 {
+		b = b[:0]
+		bodies.Put(&b)
+	}
 }
 
 // storeError maps a failed write-ahead append onto the answer: a full disk or

@@ -39,7 +39,7 @@ func defaultConfig() Config {
 		NATSStream:  "NUDGE_EVENTS",
 		Partitions:  16,
 		DedupWindow: 24 * time.Hour,
-		DedupMax:    10_000_000,
+		DedupMax:    5_000_000,
 		Durability:  "fsync",
 		LogFormat:   "text",
 		LogLevel:    "info",
