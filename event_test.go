@@ -12,7 +12,7 @@ func sampleEvent() Event {
 	return Event{
 		Type: Track, MessageID: "m-1", Source: "web", UserID: "u\"1\\\n", AnonymousID: "a\u2028b\x01",
 		Event: "Product <Added> & more", Properties: json.RawMessage("{\n  \"sku\": \"SHOE-42\"\n}"),
-		Context: json.RawMessage(`{"library":{"name":"analytics-node"}}`),
+		Context:   json.RawMessage(`{"library":{"name":"analytics-node"}}`),
 		Timestamp: ts, SentAt: ts.Add(time.Second), ReceivedAt: ts.Add(2 * time.Second).UTC(),
 	}
 }
