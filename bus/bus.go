@@ -22,7 +22,7 @@ type Batch struct {
 	// increasing per partition (ingest uses its write-ahead log position).
 	// The log stores it with the message. A producer that resends after a
 	// failed Append has the resent batches dropped if they were stored (within
-	// the log's duplicate window, minutes); after a crash it asks
+	// the log's duplicate window, seconds); after a crash it asks
 	// LastProducerPos and resends only what lies beyond.
 	ProducerPos uint64
 	Payload     []byte

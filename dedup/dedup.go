@@ -281,9 +281,7 @@ func (ix *Index) Save(path string, mark uint64) error {
 	}
 	defer os.Remove(tmp)
 	w := bufio.NewWriterSize(f, 1<<20)
-	ix.mu.Lock()
-	err = ix.writeLocked(w, mark)
-	ix.mu.Unlock()
+	err = writeSnapshot(w, mark, ix.view())
 	if err == nil {
 		err = w.Flush()
 	}
@@ -305,16 +303,40 @@ func (ix *Index) Save(path string, mark uint64) error {
 	return nil
 }
 
-func (ix *Index) writeLocked(w io.Writer, mark uint64) error {
-	buf := binary.LittleEndian.AppendUint64([]byte(magic), mark)
+// bucketView is a bucket's keys as they were when view was taken.
+type bucketView struct {
+	bucket int64
+	chunks [][]Key
+}
+
+// view captures the buckets under the lock in O(chunks), so that writing
+// millions of keys happens outside it: chunks only ever grow past the length
+// captured here, and dropped chunks are not reused, so the captured prefixes
+// stay as they were.
+func (ix *Index) view() []bucketView {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make([]bucketView, 0, len(ix.byBucket))
 	for b, chunks := range ix.byBucket {
+		v := bucketView{bucket: b, chunks: make([][]Key, len(chunks))}
+		for i, c := range chunks {
+			v.chunks[i] = c[:len(c):len(c)]
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func writeSnapshot(w io.Writer, mark uint64, view []bucketView) error {
+	buf := binary.LittleEndian.AppendUint64([]byte(magic), mark)
+	for _, v := range view {
 		n := 0
-		for _, c := range chunks {
+		for _, c := range v.chunks {
 			n += len(c)
 		}
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(b))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(v.bucket))
 		buf = binary.LittleEndian.AppendUint64(buf, uint64(n))
-		for _, chunk := range chunks {
+		for _, chunk := range v.chunks {
 			for _, k := range chunk {
 				buf = binary.LittleEndian.AppendUint64(buf, uint64(k))
 			}

@@ -142,3 +142,32 @@ func BenchmarkClaimCommit(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/key")
 }
+
+// TestSaveWhileAccepting saves a snapshot while requests keep committing
+// keys: the race detector checks that the snapshot reads nothing a commit
+// writes, and the snapshot holds at least every key committed before it.
+func TestSaveWhileAccepting(t *testing.T) {
+	ix := New(24*time.Hour, 0)
+	for i := range 3 * chunkKeys {
+		claimCommit(t, ix, t0, Key(i))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 3 * chunkKeys; i < 6*chunkKeys; i++ {
+			claimCommit(t, ix, t0, Key(i))
+		}
+	}()
+	path := filepath.Join(t.TempDir(), "snap")
+	if err := ix.Save(path, 1); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	back := New(24*time.Hour, 0)
+	if _, err := back.Load(path, t0); err != nil {
+		t.Fatal(err)
+	}
+	if n := back.Stats().Keys; n < 3*chunkKeys || n > 6*chunkKeys {
+		t.Fatalf("snapshot holds %d keys, want between %d and %d", n, 3*chunkKeys, 6*chunkKeys)
+	}
+}

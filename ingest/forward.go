@@ -50,7 +50,7 @@ func NewForwarder(w *wal.WAL, log bus.Log, logger *slog.Logger) *Forwarder {
 		wal: w, log: log, logger: logger,
 		MaxRoundBytes: 8 << 20,
 		MaxBatchBytes: 900 << 10,
-		SyncBytes:     32 << 20,
+		SyncBytes:     4 << 20,
 		moved:         make(chan struct{}),
 	}
 }
@@ -86,6 +86,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				f.logger.Warn("forwarding to the event log failed; retrying", "err", err)
 				if err := backoff.wait(ctx); err != nil {
 					return err
+				}
+				// Part of the failed round may have been stored: ask the log,
+				// so the retry (whose batches may be cut differently) resends
+				// only what is missing.
+				if err := f.Recover(ctx); err != nil {
+					f.logger.Warn("asking the event log what it holds failed", "err", err)
 				}
 				continue
 			}

@@ -24,6 +24,8 @@ type memLog struct {
 	last   map[int]uint64
 	syncs  int
 	fail   int
+	// partial makes the next failing Append store this many batches first.
+	partial int
 }
 
 var _ bus.Log = (*memLog)(nil)
@@ -36,8 +38,16 @@ func (m *memLog) Append(_ context.Context, batches []bus.Batch) error {
 	defer m.mu.Unlock()
 	if m.fail > 0 {
 		m.fail--
+		n := min(m.partial, len(batches))
+		m.partial = 0
+		m.storeLocked(batches[:n])
 		return errors.New("log unavailable")
 	}
+	m.storeLocked(batches)
+	return nil
+}
+
+func (m *memLog) storeLocked(batches []bus.Batch) {
 	for _, b := range batches {
 		if b.ProducerPos <= m.last[b.Partition] {
 			continue
@@ -45,8 +55,8 @@ func (m *memLog) Append(_ context.Context, batches []bus.Batch) error {
 		m.stored = append(m.stored, bus.Batch{Partition: b.Partition, ProducerPos: b.ProducerPos, Payload: append([]byte(nil), b.Payload...)})
 		m.last[b.Partition] = b.ProducerPos
 	}
-	return nil
 }
+
 func (m *memLog) Sync(context.Context) error { m.mu.Lock(); m.syncs++; m.mu.Unlock(); return nil }
 func (m *memLog) LastProducerPos(_ context.Context, p int) (uint64, error) {
 	m.mu.Lock()
@@ -238,4 +248,49 @@ func TestForwarderTruncatesWALAfterSync(t *testing.T) {
 	if n >= 200 {
 		t.Fatalf("the WAL still holds %d records after the log synced them", n)
 	}
+}
+
+// TestForwarderPartialFailureStoresNothingTwice: an Append that stored some
+// batches before failing is retried with other batch boundaries (more was
+// written to the WAL meanwhile); the retry must resend only what is missing.
+func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const parts = 4
+		w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		log := newMemLog(parts)
+		log.fail, log.partial = 1, 2
+		f := NewForwarder(w, log, quiet())
+		f.Recover(context.Background())
+		var ids []string
+		for i := range 40 {
+			ids = append(ids, fmt.Sprintf("p%d", i))
+		}
+		appendEvents(t, w, parts, ids[:20]...)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- f.Run(ctx) }()
+		synctest.Wait() // the first round failed after storing 2 batches
+		appendEvents(t, w, parts, ids[20:]...)
+		end, _ := w.Committed()
+		if err := f.WaitForwarded(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		<-done
+		seen := map[string]int{}
+		for _, got := range log.events(t) {
+			for _, id := range got {
+				seen[id]++
+			}
+		}
+		for _, id := range ids {
+			if seen[id] != 1 {
+				t.Errorf("event %s stored %d times", id, seen[id])
+			}
+		}
+	})
 }

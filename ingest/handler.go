@@ -82,7 +82,27 @@ func (h *Handler) cors(next http.Handler) http.Handler {
 	})
 }
 
+// parseFunc parses a request body; bodyKey is a write key the body carries
+// (Segment's writeKey field), or "".
+type parseFunc func(r *http.Request, body []byte, now time.Time) (events []nudge.Event, bodyKey string, err error)
+
 func (h *Handler) segment(kind string) http.Handler {
+	return h.endpoint(func(_ *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
+		return ParseSegment(kind, body, now, h.limits)
+	})
+}
+
+func (h *Handler) cloudEvents() http.Handler {
+	return h.endpoint(func(r *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
+		events, err := ParseCloudEvents(r.Header, body, now, h.limits)
+		return events, "", err
+	})
+}
+
+// endpoint is the flow every tracking route shares: authenticate (the Basic
+// user first; without one, the key in the body), read and parse the body,
+// then accept the events.
+func (h *Handler) endpoint(parse parseFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := h.now()
 		source, basic := h.basicSource(r)
@@ -96,39 +116,16 @@ func (h *Handler) segment(kind string) http.Handler {
 			return
 		}
 		defer releaseBody(body)
-		events, bodyKey, err := ParseSegment(kind, body, now, h.limits)
+		events, bodyKey, err := parse(r, body, now)
 		if err != nil {
 			writeError(w, asAPIError(err))
 			return
 		}
 		if !basic {
-			if source = h.sources[bodyKey]; source == "" {
+			if source = h.sources[bodyKey]; source == "" || bodyKey == "" {
 				writeError(w, errUnauthorized)
 				return
 			}
-		}
-		h.accept(w, r.Context(), source, events, now)
-	})
-}
-
-func (h *Handler) cloudEvents() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := h.now()
-		source, _ := h.basicSource(r)
-		if source == "" {
-			writeError(w, errUnauthorized)
-			return
-		}
-		body, apiErr := h.readBody(r)
-		if apiErr != nil {
-			writeError(w, apiErr)
-			return
-		}
-		defer releaseBody(body)
-		events, err := ParseCloudEvents(r.Header, body, now, h.limits)
-		if err != nil {
-			writeError(w, asAPIError(err))
-			return
 		}
 		h.accept(w, r.Context(), source, events, now)
 	})
