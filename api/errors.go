@@ -17,6 +17,8 @@ import (
 //	                            expected JSON type; the message gives the byte offset
 //	invalid_utf8        400     the body holds bytes that are not valid UTF-8 (checked explicitly:
 //	                            encoding/json would silently replace them); the message gives the byte offset
+//	invalid_number      400     a number is valid JSON but beyond the range of a 64-bit float (1e700):
+//	                            no consumer could decode it
 //	too_deep            400     objects/arrays nest deeper than Limits.MaxDepth (default 32, the body's
 //	                            root counting as level 1)
 //	invalid_type        400     a field has the wrong JSON type (e.g. userId an object, properties a
@@ -56,6 +58,7 @@ import (
 const (
 	CodeInvalidJSON       = "invalid_json"
 	CodeInvalidUTF8       = "invalid_utf8"
+	CodeInvalidNumber     = "invalid_number"
 	CodeTooDeep           = "too_deep"
 	CodeInvalidType       = "invalid_type"
 	CodeMissingIdentity   = "missing_identity"

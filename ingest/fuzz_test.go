@@ -23,7 +23,7 @@ func kindIndex(kind string) uint8 {
 }
 
 var knownCodes = map[string]bool{
-	api.CodeInvalidJSON: true, api.CodeInvalidUTF8: true, api.CodeTooDeep: true, api.CodeInvalidType: true,
+	api.CodeInvalidJSON: true, api.CodeInvalidUTF8: true, api.CodeInvalidNumber: true, api.CodeTooDeep: true, api.CodeInvalidType: true,
 	api.CodeMissingIdentity: true, api.CodeMissingField: true, api.CodeUnknownType: true, api.CodeInvalidTimestamp: true,
 	api.CodeEmptyBatch: true, api.CodeEventTooLarge: true, api.CodeBatchTooLarge: true, api.CodeInvalidCloudEvent: true,
 }
@@ -80,6 +80,11 @@ func FuzzParseSegment(f *testing.F) {
 			case api.CodeInvalidJSON:
 				if trimmed := bytes.TrimLeft(body, " \t\r\n"); json.Valid(body) && len(trimmed) > 0 && trimmed[0] == '{' {
 					t.Fatalf("invalid_json (%v) for a valid JSON object", e)
+				}
+			case api.CodeInvalidNumber:
+				var v any
+				if json.Unmarshal(body, &v) == nil {
+					t.Fatalf("invalid_number (%v) for a body encoding/json decodes", e)
 				}
 			case api.CodeInvalidUTF8:
 				if utf8.Valid(body) {

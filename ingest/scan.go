@@ -224,6 +224,11 @@ func (s *scanner) number() *api.Error {
 		}
 		for i++; i < len(b) && isDigit(b[i]); i++ {
 		}
+		// Valid JSON, but no consumer could decode it: refuse numbers
+		// beyond float64's range (only an exponent can get there).
+		if _, err := strconv.ParseFloat(string(b[s.pos:i]), 64); err != nil {
+			return api.NewError(api.CodeInvalidNumber, s.where(), "number "+quoteShort(string(b[s.pos:i]))+" at byte offset "+strconv.Itoa(s.pos)+" is out of range")
+		}
 	}
 	s.pos = i
 	return nil
