@@ -148,19 +148,9 @@ func (s *scanner) value(depth int) *api.Error {
 			if e := s.value(depth); e != nil {
 				return e
 			}
-			s.ws()
-			if s.pos < len(s.buf) {
-				switch s.buf[s.pos] {
-				case ',':
-					s.pos++
-					s.ws()
-					continue
-				case ']':
-					s.pos++
-					return nil
-				}
+			if done, e := s.arrayNext("after an array element"); e != nil || done {
+				return e
 			}
-			return s.syntaxErr("after an array element")
 		}
 	case '"':
 		_, _, _, e := s.str()
@@ -357,4 +347,32 @@ func appendUnquote(out, b []byte) []byte {
 		i += 2
 	}
 	return out
+}
+
+// objectNext moves past the ',' or '}' after an object member; done
+// reports the end of the object.
+func (s *scanner) objectNext() (done bool, e *api.Error) {
+	return s.next('}', "after an object member")
+}
+
+// arrayNext moves past the ',' or ']' after an array element; done reports
+// the end of the array. context names the place in a syntax error.
+func (s *scanner) arrayNext(context string) (done bool, e *api.Error) {
+	return s.next(']', context)
+}
+
+func (s *scanner) next(closer byte, context string) (done bool, e *api.Error) {
+	s.ws()
+	if s.pos < len(s.buf) {
+		switch s.buf[s.pos] {
+		case ',':
+			s.pos++
+			s.ws()
+			return false, nil
+		case closer:
+			s.pos++
+			return true, nil
+		}
+	}
+	return false, s.syntaxErr(context)
 }

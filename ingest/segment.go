@@ -301,23 +301,6 @@ func (p *segParser) key(idx int) (int, *api.Error) {
 	return k, nil
 }
 
-// objectNext consumes the ',' or '}' after a member; done reports '}'.
-func (s *scanner) objectNext() (done bool, e *api.Error) {
-	s.ws()
-	if s.pos < len(s.buf) {
-		switch s.buf[s.pos] {
-		case ',':
-			s.pos++
-			s.ws()
-			return false, nil
-		case '}':
-			s.pos++
-			return true, nil
-		}
-	}
-	return false, s.syntaxErr("after an object member")
-}
-
 // envelope parses a /v1/batch body's root object; s.pos is at '{'.
 func (p *segParser) envelope() *api.Error {
 	s := &p.s
@@ -405,19 +388,9 @@ func (p *segParser) batchArray() *api.Error {
 		if n := s.pos - start; n > p.lim.MaxEventBytes {
 			return api.NewError(api.CodeEventTooLarge, fieldName(idx, ""), "event is "+strconv.Itoa(n)+" bytes, over the limit of "+strconv.Itoa(p.lim.MaxEventBytes))
 		}
-		s.ws()
-		if s.pos < len(s.buf) {
-			switch s.buf[s.pos] {
-			case ',':
-				s.pos++
-				s.ws()
-				continue
-			case ']':
-				s.pos++
-				return nil
-			}
+		if done, e := s.arrayNext("after a batch item"); e != nil || done {
+			return e
 		}
-		return s.syntaxErr("after a batch item")
 	}
 }
 
