@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nudge-dev/nudge"
@@ -33,11 +34,21 @@ type API struct {
 	log    bus.Log
 	fwd    Forwarded
 	logger *slog.Logger
+
+	closing   chan struct{} // closed by CloseStreams
+	closeOnce sync.Once
 }
 
 // New makes the admin API.
 func New(token string, log bus.Log, fwd Forwarded, logger *slog.Logger) *API {
-	return &API{token: token, log: log, fwd: fwd, logger: logger}
+	return &API{token: token, log: log, fwd: fwd, logger: logger, closing: make(chan struct{})}
+}
+
+// CloseStreams ends every live stream, now and from now on: a graceful
+// shutdown waits for open requests, and a stream never ends by itself.
+// Register it with http.Server.RegisterOnShutdown.
+func (a *API) CloseStreams() {
+	a.closeOnce.Do(func() { close(a.closing) })
 }
 
 // Register adds the admin routes to mux.
@@ -143,11 +154,20 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": connected\n\n")
 	flusher.Flush()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	opts := bus.ReadOptions{FromTime: time.Now(), Follow: true}
 	if user != "" {
 		opts.Partitions = []int{bus.PartitionOf(user, a.log.Partitions())}
 	}
-	err := a.log.Read(r.Context(), opts, func(_ context.Context, m bus.Message) error {
+	err := a.log.Read(ctx, opts, func(_ context.Context, m bus.Message) error {
 		events, err := nudge.DecodeEvents(m.Payload)
 		if err != nil {
 			return err
@@ -172,7 +192,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil && r.Context().Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		a.logger.Warn("event stream ended", "err", err)
 	}
 }

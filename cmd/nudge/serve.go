@@ -95,7 +95,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	mux := http.NewServeMux()
 	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions},
 		w, ix, time.Now, logger.With("component", "ingest")).Register(mux)
-	admin.New(cfg.AdminToken, log, fwd, logger.With("component", "admin")).Register(mux)
+	adminAPI := admin.New(cfg.AdminToken, log, fwd, logger.With("component", "admin"))
+	adminAPI.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 
 	ln, err := net.Listen("tcp", cfg.HTTP)
@@ -109,6 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(adminAPI.CloseStreams)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	fwdDone := make(chan error, 1)
