@@ -76,7 +76,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	for {
 		end, changed := f.wal.Committed()
 		if f.position() < end {
-			if err := f.round(ctx); err != nil {
+			// A round runs to its end even when ctx ends meanwhile: an append
+			// cut short could store batches the forwarder never hears of,
+			// and the next round, cut differently, would store them again.
+			if err := f.round(context.WithoutCancel(ctx)); err != nil {
 				if errors.Is(err, errBadRecord) {
 					return err
 				}
@@ -109,6 +112,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // Drain forwards everything committed to the WAL so far and syncs the event
 // log: on shutdown, after intake has stopped.
 func (f *Forwarder) Drain(ctx context.Context) error {
+	// Ask the log what it holds: the last round of Run may have failed
+	// after storing part of its batches.
+	if f.stored != nil {
+		if err := f.Recover(ctx); err != nil {
+			return err
+		}
+	}
 	for {
 		end, _ := f.wal.Committed()
 		if f.position() >= end {

@@ -26,6 +26,8 @@ type memLog struct {
 	fail   int
 	// partial makes the next failing Append store this many batches first.
 	partial int
+	// hook, when set, runs at the start of every Append.
+	hook func(ctx context.Context)
 }
 
 var _ bus.Log = (*memLog)(nil)
@@ -33,7 +35,10 @@ var _ bus.Log = (*memLog)(nil)
 func newMemLog(parts int) *memLog { return &memLog{parts: parts, last: map[int]uint64{}} }
 
 func (m *memLog) Partitions() int { return m.parts }
-func (m *memLog) Append(_ context.Context, batches []bus.Batch) error {
+func (m *memLog) Append(ctx context.Context, batches []bus.Batch) error {
+	if m.hook != nil {
+		m.hook(ctx)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail > 0 {
@@ -44,7 +49,7 @@ func (m *memLog) Append(_ context.Context, batches []bus.Batch) error {
 		return errors.New("log unavailable")
 	}
 	m.storeLocked(batches)
-	return nil
+	return ctx.Err() // stored all the same, as a real log may have
 }
 
 func (m *memLog) storeLocked(batches []bus.Batch) {
@@ -293,4 +298,51 @@ func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestForwarderShutdownMidRoundStoresNothingTwice stops Run while an append
+// is in flight, the way SIGTERM does: the log stores the batches whatever
+// the context says, so the round must count them, or Drain, cutting its
+// batches differently, stores them again.
+func TestForwarderShutdownMidRoundStoresNothingTwice(t *testing.T) {
+	const parts = 2
+	w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	log := newMemLog(parts)
+	inAppend, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	log.hook = func(ctx context.Context) {
+		once.Do(func() {
+			close(inAppend)
+			<-release
+		})
+	}
+	f := NewForwarder(w, log, quiet())
+	f.Recover(context.Background())
+	appendEvents(t, w, parts, "s1", "s2", "s3")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	<-inAppend
+	cancel()
+	appendEvents(t, w, parts, "s4", "s5") // arrives while the round is in flight
+	close(release)
+	<-done
+	if err := f.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, got := range log.events(t) {
+		for _, id := range got {
+			seen[id]++
+		}
+	}
+	for _, id := range []string{"s1", "s2", "s3", "s4", "s5"} {
+		if seen[id] != 1 {
+			t.Errorf("event %s stored %d times", id, seen[id])
+		}
+	}
 }

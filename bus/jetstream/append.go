@@ -144,7 +144,8 @@ publish:
 			}
 		}()
 	}
-	if firstErr == nil {
+	if firstErr == nil && head < len(batches) {
+		// ctx ended before every batch was acknowledged.
 		firstErr = ctx.Err()
 	}
 	return firstErr
