@@ -96,6 +96,29 @@ func (m *memLog) events(t *testing.T) map[int][]string {
 	return out
 }
 
+// openWAL opens a WAL in a fresh directory, closed when the test ends,
+// and an empty in-memory log to forward it to.
+func openWAL(t *testing.T, parts int, opts wal.Options) (*wal.WAL, *memLog) {
+	t.Helper()
+	w, err := wal.Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w, newMemLog(parts)
+}
+
+// count returns how many times each message id was stored.
+func (m *memLog) count(t *testing.T) map[string]int {
+	seen := map[string]int{}
+	for _, ids := range m.events(t) {
+		for _, id := range ids {
+			seen[id]++
+		}
+	}
+	return seen
+}
+
 func appendEvents(t *testing.T, w *wal.WAL, parts int, ids ...string) {
 	t.Helper()
 	var evs []nudge.Event
@@ -111,12 +134,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func TestForwarderRoutesByPartitionInOrder(t *testing.T) {
 	const parts = 4
-	w, err := wal.Open(t.TempDir(), wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	log := newMemLog(parts)
+	w, log := openWAL(t, parts, wal.Options{})
 	f := NewForwarder(w, log, quiet())
 	if err := f.Recover(context.Background()); err != nil {
 		t.Fatal(err)
@@ -198,12 +216,7 @@ func TestForwarderRecoveryResendsExactlyWhatIsMissing(t *testing.T) {
 func TestForwarderRetriesAFailingLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const parts = 2
-		w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		log := newMemLog(parts)
+		w, log := openWAL(t, parts, wal.Options{NoSync: true})
 		log.fail = 3
 		f := NewForwarder(w, log, quiet())
 		f.Recover(context.Background())
@@ -227,12 +240,7 @@ func TestForwarderRetriesAFailingLog(t *testing.T) {
 
 func TestForwarderTruncatesWALAfterSync(t *testing.T) {
 	const parts = 2
-	w, err := wal.Open(t.TempDir(), wal.Options{SegmentSize: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	log := newMemLog(parts)
+	w, log := openWAL(t, parts, wal.Options{SegmentSize: 4096})
 	f := NewForwarder(w, log, quiet())
 	f.SyncBytes = 8 << 10
 	f.MaxRoundBytes = 1 << 10
@@ -261,12 +269,7 @@ func TestForwarderTruncatesWALAfterSync(t *testing.T) {
 func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const parts = 4
-		w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		log := newMemLog(parts)
+		w, log := openWAL(t, parts, wal.Options{NoSync: true})
 		log.fail, log.partial = 1, 2
 		f := NewForwarder(w, log, quiet())
 		f.Recover(context.Background())
@@ -286,12 +289,7 @@ func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
 		}
 		cancel()
 		<-done
-		seen := map[string]int{}
-		for _, got := range log.events(t) {
-			for _, id := range got {
-				seen[id]++
-			}
-		}
+		seen := log.count(t)
 		for _, id := range ids {
 			if seen[id] != 1 {
 				t.Errorf("event %s stored %d times", id, seen[id])
@@ -306,12 +304,7 @@ func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
 // batches differently, stores them again.
 func TestForwarderShutdownMidRoundStoresNothingTwice(t *testing.T) {
 	const parts = 2
-	w, err := wal.Open(t.TempDir(), wal.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	log := newMemLog(parts)
+	w, log := openWAL(t, parts, wal.Options{NoSync: true})
 	inAppend, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	log.hook = func(ctx context.Context) {
@@ -334,12 +327,7 @@ func TestForwarderShutdownMidRoundStoresNothingTwice(t *testing.T) {
 	if err := f.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for _, got := range log.events(t) {
-		for _, id := range got {
-			seen[id]++
-		}
-	}
+	seen := log.count(t)
 	for _, id := range []string{"s1", "s2", "s3", "s4", "s5"} {
 		if seen[id] != 1 {
 			t.Errorf("event %s stored %d times", id, seen[id])

@@ -106,10 +106,7 @@ func (s *scanner) value(depth int) *api.Error {
 		if depth > s.maxDepth {
 			return s.tooDeep(s.where())
 		}
-		s.pos++
-		s.ws()
-		if s.pos < len(s.buf) && s.buf[s.pos] == '}' {
-			s.pos++
+		if s.open('}') {
 			return nil
 		}
 		for {
@@ -138,10 +135,7 @@ func (s *scanner) value(depth int) *api.Error {
 		if depth > s.maxDepth {
 			return s.tooDeep(s.where())
 		}
-		s.pos++
-		s.ws()
-		if s.pos < len(s.buf) && s.buf[s.pos] == ']' {
-			s.pos++
+		if s.open(']') {
 			return nil
 		}
 		for {
@@ -347,6 +341,18 @@ func appendUnquote(out, b []byte) []byte {
 		i += 2
 	}
 	return out
+}
+
+// open moves past an object's or array's opening bracket and reports
+// whether closer follows at once (an empty container, also consumed).
+func (s *scanner) open(closer byte) (empty bool) {
+	s.pos++
+	s.ws()
+	if s.pos < len(s.buf) && s.buf[s.pos] == closer {
+		s.pos++
+		return true
+	}
+	return false
 }
 
 // objectNext moves past the ',' or '}' after an object member; done

@@ -307,10 +307,7 @@ func (p *segParser) envelope() *api.Error {
 	if 1 > s.maxDepth {
 		return s.tooDeep("")
 	}
-	s.pos++
-	s.ws()
-	if s.pos < len(s.buf) && s.buf[s.pos] == '}' {
-		s.pos++
+	if s.open('}') {
 		return nil
 	}
 	for {
@@ -492,11 +489,7 @@ func (p *segParser) str(dst *sref, depth int) *api.Error {
 			return s.value(depth)
 		}
 	}
-	if e := s.value(depth); e != nil {
-		return e
-	}
-	p.deferErr(api.CodeInvalidType, s.where(), s.keyName()+" must be a string")
-	return nil
+	return p.wrongType(depth, "a string")
 }
 
 // id reads an identifier field: a string, or a number kept as its decimal
@@ -520,11 +513,7 @@ func (p *segParser) id(dst *sref, depth int) *api.Error {
 	if s.pos < len(s.buf) && (s.buf[s.pos] == '"' || s.buf[s.pos] == 'n') {
 		return p.str(dst, depth)
 	}
-	if e := s.value(depth); e != nil {
-		return e
-	}
-	p.deferErr(api.CodeInvalidType, s.where(), s.keyName()+" must be a string (or a number)")
-	return nil
+	return p.wrongType(depth, "a string (or a number)")
 }
 
 // obj records the extent of an object field; null leaves it absent.
@@ -544,10 +533,17 @@ func (p *segParser) obj(dst *span, depth int) *api.Error {
 			return s.value(depth)
 		}
 	}
+	return p.wrongType(depth, "an object")
+}
+
+// wrongType skips a value of the wrong JSON type and records the type
+// error, naming the field and what it must be.
+func (p *segParser) wrongType(depth int, want string) *api.Error {
+	s := &p.s
 	if e := s.value(depth); e != nil {
 		return e
 	}
-	p.deferErr(api.CodeInvalidType, s.where(), s.keyName()+" must be an object")
+	p.deferErr(api.CodeInvalidType, s.where(), s.keyName()+" must be "+want)
 	return nil
 }
 
