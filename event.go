@@ -7,6 +7,7 @@
 package nudge
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,11 @@ const (
 	Group    EventType = "group"
 	Alias    EventType = "alias"
 )
+
+// Erase is not a tracking call: nudge publishes it on the log when a person
+// is erased, so that every consumer drops them. Subject is the erased
+// profile; Erased lists the pseudonyms of all their identifiers.
+const Erase EventType = "erase"
 
 // Valid reports whether t is one of the Segment call kinds.
 func (t EventType) Valid() bool {
@@ -67,6 +73,16 @@ type Event struct {
 	OriginalTimestamp time.Time `json:"originalTimestamp,omitzero"`
 	SentAt            time.Time `json:"sentAt,omitzero"`
 	ReceivedAt        time.Time `json:"receivedAt"`
+
+	// Subject and Sealed hold the personal fields while the event is at rest
+	// (package shred): Subject is the pseudonym of CustomerKey and Sealed the
+	// encrypted userId, anonymousId, previousId, groupId, properties, traits
+	// and context. A sealed event has those fields empty.
+	Subject string `json:"subject,omitempty"`
+	Sealed  []byte `json:"sealed,omitempty"`
+	// Erased, on an Erase event, lists the pseudonyms of the erased
+	// person's identifiers.
+	Erased []string `json:"erased,omitempty"`
 }
 
 // CustomerKey is the identifier the log partitions the event by: the user id
@@ -168,6 +184,25 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendJSONTime(append(b, `,"sentAt":`...), e.SentAt)
 	}
 	b = appendJSONTime(append(b, `,"receivedAt":`...), e.ReceivedAt)
+	if e.Subject != "" {
+		b = append(b, `,"subject":`...)
+		b = appendJSONString(b, e.Subject)
+	}
+	if len(e.Sealed) > 0 {
+		b = append(b, `,"sealed":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Sealed)
+		b = append(b, '"')
+	}
+	if len(e.Erased) > 0 {
+		b = append(b, `,"erased":[`...)
+		for i, p := range e.Erased {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, p)
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 

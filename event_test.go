@@ -29,7 +29,9 @@ func asMap(t testing.TB, b []byte) map[string]any {
 }
 
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
-	for _, e := range []Event{sampleEvent(), {Type: Identify, MessageID: "x", Source: "s", AnonymousID: "a"}} {
+	sealed := Event{Type: Track, MessageID: "s", Source: "s", Event: "Order Completed", Subject: "psd", Sealed: []byte{0, 1, 2, 0xff, 0xfe}}
+	erase := Event{Type: Erase, MessageID: "e", Source: "nudge", Subject: "p1", Erased: []string{"p1", "p\"2"}}
+	for _, e := range []Event{sampleEvent(), {Type: Identify, MessageID: "x", Source: "s", AnonymousID: "a"}, sealed, erase} {
 		want, err := json.Marshal(&e)
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +43,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	in := []Event{sampleEvent(), {Type: Page, MessageID: "p", Source: "s", UserID: "u", Name: "Home", Timestamp: time.Unix(0, 0).UTC(), ReceivedAt: time.Unix(1, 0).UTC()}}
+	in := []Event{sampleEvent(), {Type: Track, Subject: "x", Sealed: []byte("\x00sealed\xff")}, {Type: Page, MessageID: "p", Source: "s", UserID: "u", Name: "Home", Timestamp: time.Unix(0, 0).UTC(), ReceivedAt: time.Unix(1, 0).UTC()}}
 	payload := EncodeEvents(nil, in)
 	out, err := DecodeEvents(payload)
 	if err != nil {

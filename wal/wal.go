@@ -157,6 +157,7 @@ type chunk struct {
 	next   int // first request not taken yet
 	off    int // its offset in buf
 	sealed bool
+	roll   bool // its first record starts a new segment
 }
 
 // Open opens the WAL in dir, creating dir and the first segment if needed.
@@ -301,6 +302,18 @@ func (w *WAL) Stats() Stats {
 // whose Append did not return. Appends queued but not taken when Close is
 // called return ErrClosed.
 func (w *WAL) Append(ctx context.Context, rec []byte) (pos uint64, err error) {
+	return w.append(ctx, rec, false)
+}
+
+// AppendInNewSegment is Append, but the record starts a new segment, so
+// that once everything before it is no longer needed, TruncateBefore(pos)
+// deletes every byte written before it. Erasure uses it to leave no copy of
+// an erased person's keys in the WAL.
+func (w *WAL) AppendInNewSegment(ctx context.Context, rec []byte) (pos uint64, err error) {
+	return w.append(ctx, rec, true)
+}
+
+func (w *WAL) append(ctx context.Context, rec []byte, roll bool) (pos uint64, err error) {
 	if len(rec) == 0 || uint64(len(rec)) > math.MaxUint32 {
 		return 0, ErrRecordSize
 	}
@@ -331,7 +344,7 @@ func (w *WAL) Append(ctx context.Context, rec []byte) (pos uint64, err error) {
 		w.mu.Lock()
 	}
 	var c *chunk
-	if k := len(w.queue); k > 0 {
+	if k := len(w.queue); k > 0 && !roll {
 		c = w.queue[k-1]
 		if c.sealed || len(c.buf)+n > w.opts.MaxBatchBytes {
 			c = nil
@@ -339,6 +352,7 @@ func (w *WAL) Append(ctx context.Context, rec []byte) (pos uint64, err error) {
 	}
 	if c == nil {
 		c = w.newChunkLocked()
+		c.roll = roll
 		w.queue = append(w.queue, c)
 	}
 	c.buf = append(c.buf, hdr[:]...)
@@ -491,7 +505,7 @@ func (w *WAL) take() (c *chunk, reqs []*request, data []byte, roll bool, newSize
 	c.sealed = true
 	room := w.size - w.off
 	first := int64(c.reqs[c.next].n)
-	if w.broken || first > room {
+	if w.broken || first > room || (c.roll && c.next == 0) {
 		roll = true
 		newSize = max(w.opts.SegmentSize, headerSize+first)
 		room = newSize - headerSize

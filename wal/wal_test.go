@@ -1144,3 +1144,39 @@ func BenchmarkAppendParallel(b *testing.B) { benchAppend(b, Options{}) }
 
 // BenchmarkAppendNoSync: the same without fdatasync (weak mode).
 func BenchmarkAppendNoSync(b *testing.B) { benchAppend(b, Options{NoSync: true}) }
+
+func TestAppendInNewSegmentLeavesNothingBefore(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, dir, Options{SegmentSize: 1 << 20})
+	secret := []byte("key-of-a-person-to-erase")
+	appendT(t, w, secret)
+	appendT(t, w, payload(1, 1, 100))
+	pos, err := w.AppendInNewSegment(context.Background(), []byte("erasure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := appendT(t, w, payload(1, 2, 100))
+	if err := w.TruncateBefore(pos); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range segFiles(t, dir) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, secret) {
+			t.Fatalf("segment %s still holds a record written before the new segment", name)
+		}
+	}
+	got, _ := readAll(t, w, 0)
+	checkEntries(t, got, []entry{{pos, []byte("erasure")}, {after, payload(1, 2, 100)}})
+
+	// In an empty active segment the record replaces it: no empty file is left behind.
+	w2 := openT(t, t.TempDir(), Options{SegmentSize: 1 << 20})
+	if _, err := w2.AppendInNewSegment(context.Background(), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if n := w2.Stats().Segments; n != 1 {
+		t.Fatalf("%d segments after a new segment replaced an empty one, want 1", n)
+	}
+}
