@@ -124,19 +124,32 @@ func AppendEncoded(buf []byte, e *Event) []byte {
 // DecodeEvents parses a log message payload written by EncodeEvents.
 func DecodeEvents(payload []byte) ([]Event, error) {
 	var events []Event
-	for len(payload) > 0 {
-		n, size := binary.Uvarint(payload)
-		if size <= 0 || uint64(len(payload)-size) < n {
-			return events, fmt.Errorf("decode event %d: bad length prefix", len(events))
-		}
+	err := EachEncoded(payload, func(raw []byte) error {
 		var e Event
-		if err := json.Unmarshal(payload[size:size+int(n)], &e); err != nil {
-			return events, fmt.Errorf("decode event %d: %w", len(events), err)
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("decode event %d: %w", len(events), err)
 		}
 		events = append(events, e)
+		return nil
+	})
+	return events, err
+}
+
+// EachEncoded calls fn with the JSON of each event of a payload written by
+// EncodeEvents, in order, until fn returns an error. raw is valid only
+// until fn returns.
+func EachEncoded(payload []byte, fn func(raw []byte) error) error {
+	for i := 0; len(payload) > 0; i++ {
+		n, size := binary.Uvarint(payload)
+		if size <= 0 || uint64(len(payload)-size) < n {
+			return fmt.Errorf("decode event %d: bad length prefix", i)
+		}
+		if err := fn(payload[size : size+int(n)]); err != nil {
+			return err
+		}
 		payload = payload[size+int(n):]
 	}
-	return events, nil
+	return nil
 }
 
 // AppendJSON appends e as a JSON object, the same document encoding/json
@@ -144,11 +157,11 @@ func DecodeEvents(payload []byte) ([]Event, error) {
 // are copied as they are, so they must hold valid JSON, as ingest ensures.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"type":`...)
-	b = appendJSONString(b, string(e.Type))
+	b = AppendJSONString(b, string(e.Type))
 	b = append(b, `,"messageId":`...)
-	b = appendJSONString(b, e.MessageID)
+	b = AppendJSONString(b, e.MessageID)
 	b = append(b, `,"source":`...)
-	b = appendJSONString(b, e.Source)
+	b = AppendJSONString(b, e.Source)
 	for _, f := range [...]struct {
 		key, val string
 	}{
@@ -157,7 +170,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	} {
 		if f.val != "" {
 			b = append(b, f.key...)
-			b = appendJSONString(b, f.val)
+			b = AppendJSONString(b, f.val)
 		}
 	}
 	for _, f := range [...]struct {
@@ -174,7 +187,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	}
 	if e.Channel != "" {
 		b = append(b, `,"channel":`...)
-		b = appendJSONString(b, e.Channel)
+		b = AppendJSONString(b, e.Channel)
 	}
 	b = appendJSONTime(append(b, `,"timestamp":`...), e.Timestamp)
 	if !e.OriginalTimestamp.IsZero() {
@@ -186,7 +199,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendJSONTime(append(b, `,"receivedAt":`...), e.ReceivedAt)
 	if e.Subject != "" {
 		b = append(b, `,"subject":`...)
-		b = appendJSONString(b, e.Subject)
+		b = AppendJSONString(b, e.Subject)
 	}
 	if len(e.Sealed) > 0 {
 		b = append(b, `,"sealed":"`...)
@@ -199,7 +212,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, p)
+			b = AppendJSONString(b, p)
 		}
 		b = append(b, ']')
 	}
@@ -214,9 +227,10 @@ func appendJSONTime(b []byte, t time.Time) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string, escaping what JSON requires
-// and replacing invalid UTF-8 with U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string, escaping what JSON requires
+// and replacing invalid UTF-8 with U+FFFD, as encoding/json does (without
+// its HTML escaping).
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/profile"
+	"github.com/nudge-dev/nudge/shred"
 )
 
 // Forwarded tells how far acknowledged events have reached the event log.
@@ -28,20 +31,43 @@ type Forwarded interface {
 	WaitForwarded(ctx context.Context, pos uint64) error
 }
 
+// Erasures publishes an erasure on the log and clears the write-ahead log
+// of what was written before it.
+type Erasures interface {
+	PublishErasure(ctx context.Context, e nudge.Event, partition int) error
+}
+
+// Config is what the admin API reads from.
+type Config struct {
+	Token     string
+	Log       bus.Log
+	Forwarded Forwarded
+	Keys      *shred.Keyring
+	Profiles  *profile.Engine
+	Erasures  Erasures
+}
+
 // API serves the admin routes.
 type API struct {
-	token  string
-	log    bus.Log
-	fwd    Forwarded
-	logger *slog.Logger
+	token    string
+	log      bus.Log
+	fwd      Forwarded
+	keys     *shred.Keyring
+	profiles *profile.Engine
+	erasures Erasures
+	logger   *slog.Logger
 
 	closing   chan struct{} // closed by CloseStreams
 	closeOnce sync.Once
 }
 
 // New makes the admin API.
-func New(token string, log bus.Log, fwd Forwarded, logger *slog.Logger) *API {
-	return &API{token: token, log: log, fwd: fwd, logger: logger, closing: make(chan struct{})}
+func New(cfg Config, logger *slog.Logger) *API {
+	return &API{
+		token: cfg.Token, log: cfg.Log, fwd: cfg.Forwarded, keys: cfg.Keys,
+		profiles: cfg.Profiles, erasures: cfg.Erasures, logger: logger,
+		closing: make(chan struct{}),
+	}
 }
 
 // CloseStreams ends every live stream, now and from now on: a graceful
@@ -55,6 +81,10 @@ func (a *API) CloseStreams() {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/events", a.auth(http.HandlerFunc(a.events)))
 	mux.Handle("GET /v1/events/stream", a.auth(http.HandlerFunc(a.stream)))
+	mux.Handle("GET /v1/profiles/{id}", a.auth(http.HandlerFunc(a.getProfile)))
+	mux.Handle("GET /v1/profiles/{id}/events", a.auth(http.HandlerFunc(a.profileEvents)))
+	mux.Handle("GET /v1/profiles/{id}/export", a.auth(http.HandlerFunc(a.exportProfile)))
+	mux.Handle("DELETE /v1/profiles/{id}", a.auth(http.HandlerFunc(a.deleteProfile)))
 	// Go's profiler, for an operator chasing CPU or memory.
 	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
@@ -110,13 +140,14 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	ring := make([]nudge.Event, 0, limit)
 	next := 0
 	p := bus.PartitionOf(user, a.log.Partitions())
+	subject := a.keys.Pseudonym(user).String()
 	err := a.log.Read(ctx, bus.ReadOptions{Partitions: []int{p}}, func(_ context.Context, m bus.Message) error {
 		events, err := nudge.DecodeEvents(m.Payload)
 		if err != nil {
 			return err
 		}
 		for _, e := range events {
-			if e.UserID != user && e.AnonymousID != user {
+			if e.Subject != subject || !a.open(&e) {
 				continue
 			}
 			if len(ring) < limit {
@@ -164,6 +195,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	opts := bus.ReadOptions{FromTime: time.Now(), Follow: true}
+	subject := a.keys.Pseudonym(user).String()
 	if user != "" {
 		opts.Partitions = []int{bus.PartitionOf(user, a.log.Partitions())}
 	}
@@ -174,8 +206,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		sent := false
 		for _, e := range events {
-			if (user != "" && e.UserID != user && e.AnonymousID != user) ||
-				(kind != "" && string(e.Type) != kind) || (name != "" && e.Event != name) {
+			if (user != "" && e.Subject != subject) ||
+				(kind != "" && string(e.Type) != kind) || (name != "" && e.Event != name) || !a.open(&e) {
 				continue
 			}
 			b, err := json.Marshal(e)
@@ -195,4 +227,19 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	if err != nil && ctx.Err() == nil {
 		a.logger.Warn("event stream ended", "err", err)
 	}
+}
+
+// open unseals an event read from the log in place; it reports false for
+// an event of an erased person, which is not shown.
+func (a *API) open(e *nudge.Event) bool {
+	if e.Subject == "" || len(e.Sealed) == 0 {
+		return true
+	}
+	if err := shred.OpenEvent(a.keys, e); err != nil {
+		if !errors.Is(err, shred.ErrShredded) {
+			a.logger.Warn("an event could not be opened", "subject", e.Subject, "err", err)
+		}
+		return false
+	}
+	return true
 }

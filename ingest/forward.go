@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 
+	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/shred"
 	"github.com/nudge-dev/nudge/wal"
 )
 
@@ -24,6 +28,7 @@ import (
 type Forwarder struct {
 	wal    *wal.WAL
 	log    bus.Log
+	keys   *shred.Keyring
 	logger *slog.Logger
 
 	// MaxRoundBytes bounds the events one round holds in memory, and
@@ -37,6 +42,8 @@ type Forwarder struct {
 	stored []uint64 // per partition: the last WAL position the event log holds
 	free   [][]byte // batch buffers to reuse: the log keeps none after Append
 
+	syncMu sync.Mutex // one sync at a time: rounds and PublishErasure
+
 	mu        sync.Mutex
 	pos       uint64        // the next WAL position to forward
 	moved     chan struct{} // closed when pos moves
@@ -44,10 +51,12 @@ type Forwarder struct {
 	syncedPos uint64
 }
 
-// NewForwarder makes a forwarder; call Recover before Run.
-func NewForwarder(w *wal.WAL, log bus.Log, logger *slog.Logger) *Forwarder {
+// NewForwarder makes a forwarder; call Recover before Run. The keyring gets
+// back the keys that records carry (after a crash, the keyring file may lack
+// them) and is synced before the WAL drops them.
+func NewForwarder(w *wal.WAL, log bus.Log, keys *shred.Keyring, logger *slog.Logger) *Forwarder {
 	return &Forwarder{
-		wal: w, log: log, logger: logger,
+		wal: w, log: log, keys: keys, logger: logger,
 		MaxRoundBytes: 8 << 20,
 		MaxBatchBytes: 900 << 10,
 		SyncBytes:     4 << 20,
@@ -188,7 +197,14 @@ func (f *Forwarder) round(ctx context.Context) error {
 			return errRoundFull
 		}
 		total += len(rec)
-		badRecord = eachEntry(rec, func(p int, payload []byte) {
+		var keyErr error
+		err := eachEntry(rec, func(p int, payload []byte) {
+			if p == keysEntry {
+				if err := eachKey(payload, f.keys.Restore); err != nil && keyErr == nil {
+					keyErr = err
+				}
+				return
+			}
 			if p >= len(f.stored) || pos <= f.stored[p] {
 				return // already in the event log (or from another partition count)
 			}
@@ -204,6 +220,7 @@ func (f *Forwarder) round(ctx context.Context) error {
 			b.payload = append(b.payload, payload...)
 			b.last = pos
 		})
+		badRecord = cmp.Or(err, keyErr)
 		return badRecord
 	})
 	if badRecord != nil {
@@ -250,6 +267,8 @@ func (f *Forwarder) buffer() []byte {
 // sync makes the event log durable up to the current position, then lets
 // the WAL drop what lies before it.
 func (f *Forwarder) sync(ctx context.Context) error {
+	f.syncMu.Lock()
+	defer f.syncMu.Unlock()
 	pos := f.position()
 	if pos == f.syncedPos {
 		return nil
@@ -261,8 +280,30 @@ func (f *Forwarder) sync(ctx context.Context) error {
 	f.unsynced = 0
 	f.syncedPos = pos
 	f.mu.Unlock()
+	if err := f.keys.Sync(); err != nil {
+		return fmt.Errorf("sync keyring: %w", err)
+	}
 	if err := f.wal.TruncateBefore(pos); err != nil {
 		return fmt.Errorf("truncate write-ahead log: %w", err)
 	}
 	return nil
+}
+
+// PublishErasure stores an erasure event (profile.Engine.Erase has shredded
+// the person's keys) in a new WAL segment, forwards it to the event log
+// and syncs, which deletes every WAL segment before it: copies of the
+// person's keys that records carried go with them.
+func (f *Forwarder) PublishErasure(ctx context.Context, e nudge.Event, partition int) error {
+	rec := binary.BigEndian.AppendUint16(nil, uint16(partition))
+	rec = binary.BigEndian.AppendUint32(rec, 0)
+	rec = nudge.AppendEncoded(rec, &e)
+	binary.BigEndian.PutUint32(rec[2:], uint32(len(rec)-entryHeader))
+	pos, err := f.wal.AppendInNewSegment(ctx, rec)
+	if err != nil {
+		return fmt.Errorf("store erasure: %w", err)
+	}
+	if err := f.WaitForwarded(ctx, pos+1); err != nil {
+		return fmt.Errorf("forward erasure: %w", err)
+	}
+	return f.sync(ctx)
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
 
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/shred"
 	"github.com/nudge-dev/nudge/wal"
 )
 
@@ -125,9 +127,24 @@ func appendEvents(t *testing.T, w *wal.WAL, parts int, ids ...string) {
 	for _, id := range ids {
 		evs = append(evs, nudge.Event{Type: nudge.Track, MessageID: id, UserID: "user-" + id, Event: "E"})
 	}
-	if _, err := w.Append(context.Background(), encodeRecord(evs, parts)); err != nil {
+	rec, _, err := encodeRecord(evs, parts, testKeys(t))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := w.Append(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testKeys opens a keyring in a fresh directory, closed when the test ends.
+func testKeys(t testing.TB) *shred.Keyring {
+	t.Helper()
+	k, err := shred.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -135,7 +152,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func TestForwarderRoutesByPartitionInOrder(t *testing.T) {
 	const parts = 4
 	w, log := openWAL(t, parts, wal.Options{})
-	f := NewForwarder(w, log, quiet())
+	f := NewForwarder(w, log, testKeys(t), quiet())
 	if err := f.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +192,7 @@ func TestForwarderRecoveryResendsExactlyWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := newMemLog(parts)
-	first := NewForwarder(w, log, quiet())
+	first := NewForwarder(w, log, testKeys(t), quiet())
 	first.Recover(context.Background())
 	for r := range 10 {
 		appendEvents(t, w, parts, fmt.Sprintf("a%d", r), fmt.Sprintf("b%d", r), fmt.Sprintf("c%d", r))
@@ -200,7 +217,7 @@ func TestForwarderRecoveryResendsExactlyWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	second := NewForwarder(w, log, quiet())
+	second := NewForwarder(w, log, testKeys(t), quiet())
 	second.MaxBatchBytes = 64 // other batch boundaries than the first run's
 	if err := second.Recover(context.Background()); err != nil {
 		t.Fatal(err)
@@ -218,7 +235,7 @@ func TestForwarderRetriesAFailingLog(t *testing.T) {
 		const parts = 2
 		w, log := openWAL(t, parts, wal.Options{NoSync: true})
 		log.fail = 3
-		f := NewForwarder(w, log, quiet())
+		f := NewForwarder(w, log, testKeys(t), quiet())
 		f.Recover(context.Background())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
@@ -241,7 +258,7 @@ func TestForwarderRetriesAFailingLog(t *testing.T) {
 func TestForwarderTruncatesWALAfterSync(t *testing.T) {
 	const parts = 2
 	w, log := openWAL(t, parts, wal.Options{SegmentSize: 4096})
-	f := NewForwarder(w, log, quiet())
+	f := NewForwarder(w, log, testKeys(t), quiet())
 	f.SyncBytes = 8 << 10
 	f.MaxRoundBytes = 1 << 10
 	f.Recover(context.Background())
@@ -271,7 +288,7 @@ func TestForwarderPartialFailureStoresNothingTwice(t *testing.T) {
 		const parts = 4
 		w, log := openWAL(t, parts, wal.Options{NoSync: true})
 		log.fail, log.partial = 1, 2
-		f := NewForwarder(w, log, quiet())
+		f := NewForwarder(w, log, testKeys(t), quiet())
 		f.Recover(context.Background())
 		var ids []string
 		for i := range 40 {
@@ -313,7 +330,7 @@ func TestForwarderShutdownMidRoundStoresNothingTwice(t *testing.T) {
 			<-release
 		})
 	}
-	f := NewForwarder(w, log, quiet())
+	f := NewForwarder(w, log, testKeys(t), quiet())
 	f.Recover(context.Background())
 	appendEvents(t, w, parts, "s1", "s2", "s3")
 	ctx, cancel := context.WithCancel(context.Background())

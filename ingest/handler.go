@@ -20,6 +20,7 @@ import (
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/dedup"
+	"github.com/nudge-dev/nudge/shred"
 	"github.com/nudge-dev/nudge/wal"
 )
 
@@ -30,6 +31,7 @@ type Handler struct {
 	partitions int
 	dedup      *dedup.Index
 	wal        *wal.WAL
+	keys       *shred.Keyring
 	now        func() time.Time
 	logger     *slog.Logger
 }
@@ -40,6 +42,8 @@ type Config struct {
 	Sources    map[string]string
 	Limits     Limits
 	Partitions int // of the event log, to group events in the WAL record
+	// Keys seals the personal fields of every event before it is stored.
+	Keys *shred.Keyring
 }
 
 // NewHandler makes the tracking API over a WAL and a dedup index. now is the
@@ -47,7 +51,7 @@ type Config struct {
 func NewHandler(cfg Config, w *wal.WAL, ix *dedup.Index, now func() time.Time, logger *slog.Logger) *Handler {
 	return &Handler{
 		sources: cfg.Sources, limits: cfg.Limits, partitions: cfg.Partitions,
-		dedup: ix, wal: w, now: now, logger: logger,
+		dedup: ix, wal: w, keys: cfg.Keys, now: now, logger: logger,
 	}
 }
 
@@ -164,8 +168,17 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 	io.WriteString(w, `{"success":true}`)
 }
 
+// write seals and stores the events. Events of erased people are dropped:
+// accepted, so that SDKs do not retry them, and never stored.
 func (h *Handler) write(ctx context.Context, events []nudge.Event) error {
-	_, err := h.wal.Append(ctx, encodeRecord(events, h.partitions))
+	rec, dropped, err := encodeRecord(events, h.partitions, h.keys)
+	if err != nil {
+		return err
+	}
+	if dropped == len(events) {
+		return nil
+	}
+	_, err = h.wal.Append(ctx, rec)
 	return err
 }
 

@@ -24,7 +24,7 @@ func newTestHandler(t *testing.T) (*Handler, *wal.WAL, *http.ServeMux) {
 	}
 	t.Cleanup(func() { w.Close() })
 	clock := func() time.Time { return time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC) }
-	h := NewHandler(Config{Sources: map[string]string{"k": "web"}, Limits: DefaultLimits(), Partitions: 4},
+	h := NewHandler(Config{Sources: map[string]string{"k": "web"}, Limits: DefaultLimits(), Partitions: 4, Keys: testKeys(t)},
 		w, dedup.New(time.Hour, 0), clock, quiet())
 	mux := http.NewServeMux()
 	h.Register(mux)
@@ -81,7 +81,10 @@ func TestDuplicateWithinAndAcrossRequests(t *testing.T) {
 	w.Read(0, func(_ uint64, rec []byte) error {
 		records++
 		n := 0
-		eachEntry(rec, func(_ int, payload []byte) {
+		eachEntry(rec, func(p int, payload []byte) {
+			if p == keysEntry {
+				return
+			}
 			evs, err := nudge.DecodeEvents(payload)
 			if err != nil {
 				t.Error(err)

@@ -30,20 +30,24 @@ type Config struct {
 	LogFormat   string        `yaml:"log_format"` // "text" or "json"
 	LogLevel    string        `yaml:"log_level"`
 	Shutdown    time.Duration `yaml:"shutdown_timeout"`
+	// IdentityTraits are the traits besides email whose values identify a
+	// person across profiles.
+	IdentityTraits []string `yaml:"identity_traits"`
 }
 
 func defaultConfig() Config {
 	return Config{
-		HTTP:        "127.0.0.1:8080",
-		Data:        "./nudge-data",
-		NATSStream:  "NUDGE_EVENTS",
-		Partitions:  16,
-		DedupWindow: 24 * time.Hour,
-		DedupMax:    5_000_000,
-		Durability:  "fsync",
-		LogFormat:   "text",
-		LogLevel:    "info",
-		Shutdown:    20 * time.Second,
+		HTTP:           "127.0.0.1:8080",
+		Data:           "./nudge-data",
+		NATSStream:     "NUDGE_EVENTS",
+		Partitions:     16,
+		DedupWindow:    24 * time.Hour,
+		DedupMax:       5_000_000,
+		Durability:     "fsync",
+		LogFormat:      "text",
+		LogLevel:       "info",
+		Shutdown:       20 * time.Second,
+		IdentityTraits: []string{"phone"},
 	}
 }
 
@@ -86,6 +90,7 @@ func flags(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.Shutdown, "shutdown-timeout", cfg.Shutdown, "how long a graceful shutdown may take")
+	fs.Var(&listFlag{list: &cfg.IdentityTraits}, "identity-trait", "a trait that identifies a person besides email (default phone); repeatable (env: comma-separated)")
 	return fs
 }
 
@@ -115,8 +120,12 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 		if v == "" || f.Name == "config" {
 			return
 		}
-		if f.Name == "write-key" {
+		switch f.Name {
+		case "write-key":
 			cfg.WriteKeys = strings.Split(v, ",")
+			return
+		case "identity-trait":
+			cfg.IdentityTraits = strings.Split(v, ",")
 			return
 		}
 		if err := f.Value.Set(v); err != nil {

@@ -22,6 +22,9 @@ import (
 	"github.com/nudge-dev/nudge/bus/jetstream"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/ingest"
+	"github.com/nudge-dev/nudge/profile"
+	"github.com/nudge-dev/nudge/profile/pebblestore"
+	"github.com/nudge-dev/nudge/shred"
 	"github.com/nudge-dev/nudge/wal"
 )
 
@@ -33,6 +36,8 @@ const (
 	dedupFile      = "dedup.snapshot"
 	walDir         = "wal"
 	jetstreamDir   = "jetstream"
+	keyringFile    = "keys"
+	profilesDir    = "profiles"
 )
 
 const dedupSnapshotEvery = 5 * time.Minute
@@ -62,6 +67,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	sources, _ := cfg.Sources()
 
+	keys, err := shred.Open(filepath.Join(cfg.Data, keyringFile))
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	defer keys.Close()
+
 	// The event log first: recovery replays the WAL into it.
 	log, err := jetstream.Open(ctx, jetstream.Config{
 		URL:        cfg.NATS,
@@ -80,7 +91,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
 	defer w.Close()
-	fwd := ingest.NewForwarder(w, log, logger.With("component", "forwarder"))
+	fwd := ingest.NewForwarder(w, log, keys, logger.With("component", "forwarder"))
 	if err := fwd.Recover(ctx); err != nil {
 		return err
 	}
@@ -92,10 +103,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 
+	store, err := pebblestore.Open(filepath.Join(cfg.Data, profilesDir), pebblestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	profiles := profile.NewEngine(profile.Config{Partitions: cfg.Partitions, IdentityTraits: cfg.IdentityTraits},
+		store, keys, log, logger.With("component", "profiles"))
+
 	mux := http.NewServeMux()
-	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions},
+	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys},
 		w, ix, time.Now, logger.With("component", "ingest")).Register(mux)
-	adminAPI := admin.New(cfg.AdminToken, log, fwd, logger.With("component", "admin"))
+	adminAPI := admin.New(admin.Config{
+		Token: cfg.AdminToken, Log: log, Forwarded: fwd, Keys: keys, Profiles: profiles, Erasures: fwd,
+	}, logger.With("component", "admin"))
 	adminAPI.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -115,6 +136,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer stopRun()
 	fwdDone := make(chan error, 1)
 	go func() { fwdDone <- fwd.Run(runCtx) }()
+	profilesDone := make(chan error, 1)
+	go func() { profilesDone <- profiles.Run(runCtx) }()
 	snapDone := make(chan struct{})
 	go func() {
 		defer close(snapDone)
@@ -132,6 +155,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("http: %w", err)
 	case err := <-fwdDone:
 		return fmt.Errorf("forwarder: %w", err)
+	case err := <-profilesDone:
+		return fmt.Errorf("profiles: %w", err)
 	}
 
 	// Shutdown in order: stop intake, forward what was acknowledged, make it
@@ -145,6 +170,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	stopRun()
 	<-fwdDone
 	<-snapDone
+	if err := <-profilesDone; err != nil {
+		logger.Warn("profiles stopped with an error", "err", err)
+	}
 	if err := fwd.Drain(sctx); err != nil {
 		return fmt.Errorf("shutdown: forward acknowledged events: %w", err)
 	}

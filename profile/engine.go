@@ -1,0 +1,561 @@
+// Package profile keeps one live profile per person: the identity graph
+// that links a person's anonymous ids, user ids and emails, their state
+// (traits, computed attributes, cart, consent; state.go) and their event
+// history, all from the event log.
+//
+// The Engine is the log's profile consumer. It applies events in memory and
+// commits, every FlushEvery or FlushEvents, one atomic store batch with the
+// profiles it changed, the events it read and its log positions, so a crash
+// neither counts an event twice nor drops one: what a lost batch held is
+// read again from the log.
+package profile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/shred"
+)
+
+// Config tunes the engine. The limits are documented in docs/http-api.md.
+type Config struct {
+	Partitions int
+	// IdentityTraits are trait names whose values identify a person, besides
+	// email (e.g. "phone").
+	IdentityTraits []string
+	// MaxIdentities bounds the identifiers of one profile (default 100).
+	MaxIdentities int
+	// MaxUserIDs bounds the user ids one profile may gather through
+	// identify calls and shared identifiers (default 1): an anonymous id or
+	// an email seen with a second user id is not merged. Alias calls link
+	// user ids explicitly, up to MaxIdentities.
+	MaxUserIDs int
+	// CacheProfiles bounds the profiles held in memory (default 100,000).
+	CacheProfiles int
+	// FlushEvents and FlushEvery bound what is applied but not committed.
+	FlushEvents int
+	FlushEvery  time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxIdentities == 0 {
+		c.MaxIdentities = 100
+	}
+	if c.MaxUserIDs == 0 {
+		c.MaxUserIDs = 1
+	}
+	if c.CacheProfiles == 0 {
+		c.CacheProfiles = 100_000
+	}
+	if c.FlushEvents == 0 {
+		c.FlushEvents = 20_000
+	}
+	if c.FlushEvery == 0 {
+		c.FlushEvery = 100 * time.Millisecond
+	}
+}
+
+// Profile is one person as the engine holds it.
+type Profile struct {
+	ID         Ref
+	Identities []Identity
+	State      State
+	// Refused counts the links and merges the caps refused for this
+	// profile (runaway identifiers).
+	Refused int64
+}
+
+// sealedProfile is what a Record seals.
+type sealedProfile struct {
+	Identities []Identity `json:"identities"`
+	State      *State     `json:"state"`
+	Refused    int64      `json:"refused,omitempty"`
+}
+
+// Stats counts what the engine did since it started.
+type Stats struct {
+	Events     int64 // events applied
+	Dropped    int64 // events of erased people, dropped
+	Profiles   int64 // profiles created
+	Merges     int64 // profiles merged into another
+	Refused    int64 // links and merges refused by the caps
+	Erased     int64 // people erased
+	Flushes    int64
+	AppliedSeq uint64 // the last log message applied
+}
+
+// ErrNotFound is returned for an identifier no profile has.
+var ErrNotFound = errors.New("profile: no profile has this identifier")
+
+// Engine is the profile consumer and the read side of profiles.
+type Engine struct {
+	cfg    Config
+	store  Store
+	keys   *shred.Keyring
+	log    bus.Log
+	logger *slog.Logger
+
+	mu          sync.RWMutex
+	profiles    map[shred.Pseudonym]*Profile // by profile id
+	links       map[Ref]Ref                  // identifier -> profile, cached or changed
+	dirty       map[shred.Pseudonym]*Profile
+	deleted     map[Ref]bool // profile records deleted by the uncommitted batch
+	batch       Batch
+	keysPending bool
+	positions   []uint64
+	stats       Stats
+	applied     chan struct{} // closed when stats.AppliedSeq moves
+	err         error         // a failed flush: the engine stops
+}
+
+// NewEngine makes an engine over a store; Run consumes the log.
+func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger *slog.Logger) *Engine {
+	cfg.defaults()
+	return &Engine{
+		cfg: cfg, store: store, keys: keys, log: log, logger: logger,
+		profiles: make(map[shred.Pseudonym]*Profile),
+		links:    make(map[Ref]Ref),
+		dirty:    make(map[shred.Pseudonym]*Profile),
+		deleted:  make(map[Ref]bool),
+		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions)},
+		applied:  make(chan struct{}),
+	}
+}
+
+// Run reads the log from the committed positions and applies it until ctx
+// is done; it commits what it applied before returning.
+func (en *Engine) Run(ctx context.Context) error {
+	pos, err := en.store.Positions(ctx, en.cfg.Partitions)
+	if err != nil {
+		return err
+	}
+	en.mu.Lock()
+	en.positions = pos
+	en.mu.Unlock()
+	from := slices.Min(pos) + 1
+
+	tick := time.NewTicker(en.cfg.FlushEvery)
+	defer tick.Stop()
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- en.log.Read(readCtx, bus.ReadOptions{FromSeq: from, Follow: true}, en.Apply)
+	}()
+	for {
+		select {
+		case <-tick.C:
+			en.mu.Lock()
+			err := en.flushLocked(ctx)
+			en.mu.Unlock()
+			if err != nil {
+				stopRead()
+				<-readErr
+				return err
+			}
+		case err := <-readErr:
+			en.mu.Lock()
+			ferr := en.flushLocked(context.WithoutCancel(ctx))
+			en.mu.Unlock()
+			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				err = nil
+			}
+			return errors.Join(err, ferr)
+		}
+	}
+}
+
+// Apply applies one log message; Run calls it for each message in log
+// order. A message at or before the committed position of its partition
+// is skipped.
+func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	if en.err != nil {
+		return en.err
+	}
+	if en.positions == nil {
+		pos, err := en.store.Positions(ctx, en.cfg.Partitions)
+		if err != nil {
+			return err
+		}
+		en.positions = pos
+	}
+	if m.Partition >= len(en.positions) {
+		return fmt.Errorf("profile: message %d of partition %d; the engine has %d", m.Seq, m.Partition, len(en.positions))
+	}
+	if m.Seq > en.positions[m.Partition] {
+		if err := en.applyMessage(ctx, m); err != nil {
+			en.err = err
+			return err
+		}
+	}
+	en.stats.AppliedSeq = max(en.stats.AppliedSeq, m.Seq)
+	close(en.applied)
+	en.applied = make(chan struct{})
+	if len(en.batch.Events) >= en.cfg.FlushEvents {
+		return en.flushLocked(ctx)
+	}
+	return nil
+}
+
+func (en *Engine) applyMessage(ctx context.Context, m bus.Message) error {
+	err := nudge.EachEncoded(m.Payload, func(raw []byte) error {
+		var e nudge.Event
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return fmt.Errorf("profile: log message %d: %w", m.Seq, err)
+		}
+		return en.applyEvent(ctx, m.Partition, &e, raw)
+	})
+	if err != nil {
+		return err
+	}
+	en.positions[m.Partition] = m.Seq
+	en.batch.Positions[m.Partition] = m.Seq
+	return nil
+}
+
+func (en *Engine) applyEvent(ctx context.Context, part int, e *nudge.Event, raw []byte) error {
+	if e.Type == nudge.Erase {
+		return en.replayErase(ctx, e)
+	}
+	subject := Ref{Partition: part}
+	if e.Subject != "" {
+		p, err := shred.ParsePseudonym(e.Subject)
+		if err != nil {
+			return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
+		}
+		subject.P = p
+		if err := shred.OpenEvent(en.keys, e); err != nil {
+			if errors.Is(err, shred.ErrShredded) {
+				en.stats.Dropped++
+				return nil
+			}
+			return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
+		}
+	} else {
+		subject.P = en.keys.Pseudonym(e.CustomerKey())
+	}
+
+	ids := identifiers(e, en.cfg.IdentityTraits)
+	for i := range ids {
+		ids[i].Ref = en.ref(ids[i].Value)
+		if en.keys.Shredded(ids[i].Ref.P) {
+			// The event names an erased person: it is dropped, and the
+			// identifier it arrived with is erased too, so that what the log
+			// holds of it can never be read.
+			en.stats.Dropped++
+			if err := en.keys.Shred(subject.P); err != nil {
+				return err
+			}
+			return nil
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	p, err := en.resolve(ctx, ids, e.Type == nudge.Alias)
+	if err != nil {
+		return err
+	}
+	p.State.Apply(e)
+	en.dirty[p.ID.P] = p
+	en.batch.Events = append(en.batch.Events, Entry{
+		Subject: subject,
+		At:      Cursor{Time: e.Timestamp, Hash: xxhash.Sum64String(e.Source + "\x00" + e.MessageID)},
+		Event:   slices.Clone(raw),
+	})
+	en.stats.Events++
+	return nil
+}
+
+// ref is the store reference of an identifier.
+func (en *Engine) ref(v string) Ref {
+	return Ref{P: en.keys.Pseudonym(v), Partition: bus.PartitionOf(v, en.cfg.Partitions)}
+}
+
+// resolve finds or makes the profile an event belongs to (the profile of
+// its first identifier, the customer key) and links or merges the others
+// into it where the caps allow.
+func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (*Profile, error) {
+	p, err := en.profileOf(ctx, ids[0].Ref, true)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = &Profile{ID: ids[0].Ref, Identities: []Identity{ids[0]}}
+		en.profiles[p.ID.P] = p
+		en.setLink(ids[0].Ref, p.ID)
+		en.stats.Profiles++
+	}
+	changed := false
+	for _, id := range ids {
+		q, err := en.profileOf(ctx, id.Ref, true)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case q == p:
+			// Known: keep the best kind it was seen as.
+			i := slices.IndexFunc(p.Identities, func(x Identity) bool { return x.Ref == id.Ref })
+			if i >= 0 && rank(id.Kind) < rank(p.Identities[i].Kind) {
+				p.Identities[i].Kind = id.Kind
+				changed = true
+			}
+		case q == nil:
+			if len(p.Identities) >= en.cfg.MaxIdentities || (id.Kind == KindUser && !alias && userIDs(p.Identities)+1 > en.cfg.MaxUserIDs) {
+				en.refuse(p, "link", id.Ref)
+				continue
+			}
+			p.Identities = append(p.Identities, id)
+			en.setLink(id.Ref, p.ID)
+			changed = true
+		default:
+			if len(p.Identities)+len(q.Identities) > en.cfg.MaxIdentities ||
+				(!alias && userIDs(p.Identities)+userIDs(q.Identities) > en.cfg.MaxUserIDs) {
+				en.refuse(p, "merge", q.ID)
+				continue
+			}
+			p.State.Merge(&q.State)
+			p.Identities = append(p.Identities, q.Identities...)
+			p.Refused += q.Refused
+			en.drop(q.ID)
+			en.stats.Merges++
+			changed = true
+		}
+	}
+	if changed {
+		en.settle(p)
+	}
+	return p, nil
+}
+
+func userIDs(ids []Identity) int {
+	n := 0
+	for _, id := range ids {
+		if id.Kind == KindUser {
+			n++
+		}
+	}
+	return n
+}
+
+func (en *Engine) refuse(p *Profile, what string, other Ref) {
+	p.Refused++
+	en.dirty[p.ID.P] = p
+	en.stats.Refused++
+	en.logger.Warn("identity cap reached: "+what+" refused",
+		"profile", p.ID.P.String(), "other", other.P.String(), "identities", len(p.Identities), "refused", p.Refused)
+}
+
+// settle gives p the id of its best identifier, so the id does not depend
+// on which identifier or profile came first, and points every identifier
+// of p at it.
+func (en *Engine) settle(p *Profile) {
+	best := slices.MinFunc(p.Identities, cmpIdentity).Ref
+	if best != p.ID {
+		en.drop(p.ID)
+		p.ID = best
+	}
+	delete(en.deleted, p.ID)
+	en.profiles[p.ID.P] = p
+	en.dirty[p.ID.P] = p
+	for _, id := range p.Identities {
+		if en.links[id.Ref] != p.ID {
+			en.setLink(id.Ref, p.ID)
+		}
+	}
+}
+
+// drop deletes a profile record that another took over.
+func (en *Engine) drop(id Ref) {
+	delete(en.profiles, id.P)
+	delete(en.dirty, id.P)
+	en.deleted[id] = true
+	en.batch.Delete = append(en.batch.Delete, id)
+}
+
+func (en *Engine) setLink(id, profile Ref) {
+	en.links[id] = profile
+	en.batch.Link[id] = profile
+}
+
+// profileOf returns the profile an identifier belongs to, or nil. With
+// cache it keeps what it loads (the consumer); readers pass false.
+func (en *Engine) profileOf(ctx context.Context, id Ref, cache bool) (*Profile, error) {
+	pid, ok := en.links[id]
+	if !ok {
+		var err error
+		pid, ok, err = en.store.Link(ctx, id)
+		if err != nil || !ok {
+			return nil, err
+		}
+		if cache {
+			en.links[id] = pid
+		}
+	}
+	return en.load(ctx, pid, cache)
+}
+
+// load returns a profile by id, or nil.
+func (en *Engine) load(ctx context.Context, id Ref, cache bool) (*Profile, error) {
+	if p := en.profiles[id.P]; p != nil {
+		return p, nil
+	}
+	if en.deleted[id] {
+		return nil, nil
+	}
+	rec, ok, err := en.store.Profile(ctx, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	plain, err := en.keys.Open(nil, rec.ID.P, rec.Sealed)
+	if errors.Is(err, shred.ErrShredded) {
+		return nil, nil // erased; its leftovers go with the erasure's replay
+	}
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", id.P, err)
+	}
+	sp := sealedProfile{State: &State{}}
+	if err := json.Unmarshal(plain, &sp); err != nil {
+		return nil, fmt.Errorf("%w: profile %s: %v", ErrCorrupt, id.P, err)
+	}
+	if len(sp.Identities) != len(rec.Identities) {
+		return nil, fmt.Errorf("%w: profile %s: %d identities, %d sealed", ErrCorrupt, id.P, len(rec.Identities), len(sp.Identities))
+	}
+	for i := range sp.Identities {
+		sp.Identities[i].Ref = rec.Identities[i]
+	}
+	p := &Profile{ID: id, Identities: sp.Identities, State: *sp.State, Refused: sp.Refused}
+	if cache {
+		en.profiles[id.P] = p
+	}
+	return p, nil
+}
+
+// flushLocked commits the batch.
+func (en *Engine) flushLocked(ctx context.Context) error {
+	if en.err != nil {
+		return en.err
+	}
+	for _, p := range en.dirty {
+		rec, err := en.seal(p)
+		if err != nil {
+			en.err = err
+			return err
+		}
+		en.batch.Put = append(en.batch.Put, rec)
+	}
+	if en.batch.Empty() {
+		return nil
+	}
+	if en.keysPending {
+		// Keys made here (for a profile id that never sent an event) must
+		// be durable before what they seal is.
+		if err := en.keys.Sync(); err != nil {
+			en.err = err
+			return err
+		}
+		en.keysPending = false
+	}
+	if err := en.store.Commit(ctx, &en.batch); err != nil {
+		en.err = err
+		return err
+	}
+	en.batch.Reset()
+	clear(en.dirty)
+	clear(en.deleted)
+	en.stats.Flushes++
+	en.evictLocked()
+	return nil
+}
+
+func (en *Engine) seal(p *Profile) (*Record, error) {
+	plain, err := json.Marshal(sealedProfile{Identities: p.Identities, State: &p.State, Refused: p.Refused})
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.ID.P, err)
+	}
+	sealed, pending, err := en.keys.Seal(nil, p.ID.P, plain)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", p.ID.P, err)
+	}
+	if pending != nil {
+		en.keysPending = true
+	}
+	rec := &Record{ID: p.ID, Identities: make([]Ref, len(p.Identities)), Sealed: sealed}
+	for i, id := range p.Identities {
+		rec.Identities[i] = id.Ref
+	}
+	return rec, nil
+}
+
+// evictLocked keeps the caches within bounds once the batch is committed
+// (nothing in them is dirty then). Map iteration order is random enough
+// to make this a random eviction.
+func (en *Engine) evictLocked() {
+	if n := len(en.profiles) - en.cfg.CacheProfiles; n > 0 {
+		n += en.cfg.CacheProfiles / 10
+		for id := range en.profiles {
+			if n == 0 {
+				break
+			}
+			delete(en.profiles, id)
+			n--
+		}
+	}
+	if n := len(en.links) - 4*en.cfg.CacheProfiles; n > 0 {
+		n += en.cfg.CacheProfiles / 10
+		for id := range en.links {
+			if n == 0 {
+				break
+			}
+			delete(en.links, id)
+			n--
+		}
+	}
+}
+
+// Flush commits what is applied. Run flushes by itself; tests and
+// benchmarks that call Apply directly use it.
+func (en *Engine) Flush(ctx context.Context) error {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	return en.flushLocked(ctx)
+}
+
+// Stats returns the engine's counters.
+func (en *Engine) Stats() Stats {
+	en.mu.RLock()
+	defer en.mu.RUnlock()
+	return en.stats
+}
+
+// WaitApplied returns once the engine has applied the log up to seq.
+func (en *Engine) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		en.mu.RLock()
+		cur, ch, err := en.stats.AppliedSeq, en.applied, en.err
+		en.mu.RUnlock()
+		if err != nil {
+			return err
+		}
+		if cur >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

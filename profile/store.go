@@ -1,0 +1,109 @@
+package profile
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nudge-dev/nudge/shred"
+)
+
+// Store keeps profiles, the identity graph, every person's event history
+// and the consumer's log positions. Everything in it is keyed by log
+// partition, the way the log is, so that later several nodes can each own
+// some partitions of one shared store (PostgreSQL) without a new engine.
+//
+// It holds no personal data in the clear: identifiers appear as pseudonyms,
+// and profile contents and events are sealed under their person's keys
+// (package shred). The implementation: profile/pebblestore; the engine's
+// tests run against it.
+type Store interface {
+	// Positions returns, per partition, the sequence of the last log message
+	// whose effects are committed (zero for none).
+	Positions(ctx context.Context, partitions int) ([]uint64, error)
+	// Link returns the profile an identifier belongs to.
+	Link(ctx context.Context, id Ref) (profile Ref, ok bool, err error)
+	// Profile returns a stored profile record.
+	Profile(ctx context.Context, id Ref) (*Record, bool, error)
+	// History returns up to limit events of the subjects, newest first,
+	// older than before (all when before is zero).
+	History(ctx context.Context, subjects []Ref, before Cursor, limit int) ([]Entry, error)
+	// Commit applies a batch atomically: after a crash either all of it is
+	// there or none of it.
+	Commit(ctx context.Context, b *Batch) error
+	Close() error
+}
+
+// Ref names an identifier or a profile: its pseudonym and the log
+// partition of its plaintext.
+type Ref struct {
+	P         shred.Pseudonym
+	Partition int
+}
+
+// Record is a profile as stored: the pseudonyms of its identities in the
+// clear (the store indexes them), the rest sealed under the profile's key
+// (the key of the identifier whose pseudonym is the profile id).
+type Record struct {
+	ID         Ref
+	Identities []Ref
+	Sealed     []byte
+}
+
+// Cursor is a position in a history: event time, then a hash of the
+// message id.
+type Cursor struct {
+	Time time.Time
+	Hash uint64
+}
+
+// IsZero reports whether c is the zero cursor (the newest end).
+func (c Cursor) IsZero() bool { return c.Time.IsZero() && c.Hash == 0 }
+
+// Entry is one event in a history: the event as stored in the log (sealed,
+// in the log's encoding), under the identifier it arrived with.
+type Entry struct {
+	Subject Ref
+	At      Cursor
+	Event   []byte
+}
+
+// Batch is one atomic change of the store.
+type Batch struct {
+	Put       []*Record
+	Delete    []Ref       // profile records to delete
+	Link      map[Ref]Ref // identifier -> profile
+	Unlink    []Ref
+	Events    []Entry
+	Forget    []Ref    // subjects whose whole history goes
+	Positions []uint64 // per partition; zero entries are left as they are
+}
+
+// Reset empties b for reuse.
+func (b *Batch) Reset() {
+	clear(b.Put)
+	b.Put = b.Put[:0]
+	b.Delete = b.Delete[:0]
+	clear(b.Link)
+	b.Unlink = b.Unlink[:0]
+	clear(b.Events)
+	b.Events = b.Events[:0]
+	b.Forget = b.Forget[:0]
+	clear(b.Positions)
+}
+
+// Empty reports whether b changes nothing.
+func (b *Batch) Empty() bool {
+	if len(b.Put)+len(b.Delete)+len(b.Link)+len(b.Unlink)+len(b.Events)+len(b.Forget) > 0 {
+		return false
+	}
+	for _, p := range b.Positions {
+		if p != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrCorrupt is returned when the store holds what it cannot decode.
+var ErrCorrupt = errors.New("profile store: corrupt entry")
