@@ -162,7 +162,7 @@ func (a *API) exportProfile(w http.ResponseWriter, r *http.Request) {
 	v.Events = all
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "profile-"+v.ID+".json"))
 	writeJSON(w, struct {
-		ExportedAt time.Time `json:"exportedAt"`
+		ExportedAt time.Time    `json:"exportedAt"`
 		Profile    *profileView `json:"profile"`
 	}{time.Now().UTC(), v})
 }

@@ -72,8 +72,8 @@ type cartEntry struct {
 
 func (e *cartEntry) version() version { return version{e.AddedAt, e.MessageID} }
 
-// cmpEntry orders two operations on one item: by event, then removal
-// first, then by content.
+// cmpEntry orders two operations on one item: by event, then a removal
+// above an add, then by content.
 func cmpEntry(a, b *cartEntry) int {
 	if c := a.version().cmp(b.version()); c != 0 {
 		return c
@@ -92,7 +92,7 @@ func cmpEntry(a, b *cartEntry) int {
 }
 
 // Items returns the products in the cart, by the time they were added,
-// then by ID.
+// then by ID. The slice is the caller's; Properties are shared with c.
 func (c *Cart) Items() []CartItem {
 	var items []CartItem
 	for i := range c.entries {

@@ -225,7 +225,10 @@ func TestCrossDeviceProfileWhateverTheOrder(t *testing.T) {
 func TestAliasBeforeOrAfterTheEvents(t *testing.T) {
 	alias := ev(nudge.Alias, "a1", 30, func(e *nudge.Event) { e.UserID, e.PreviousID = "user-9", "anon-9" })
 	before := ev(nudge.Track, "t1", 10, func(e *nudge.Event) { e.AnonymousID, e.Event = "anon-9", "Signed Up" })
-	after := ev(nudge.Track, "t2", 40, func(e *nudge.Event) { e.UserID, e.Event = "user-9", "Order Completed"; e.Properties = json.RawMessage(`{"revenue":20}`) })
+	after := ev(nudge.Track, "t2", 40, func(e *nudge.Event) {
+		e.UserID, e.Event = "user-9", "Order Completed"
+		e.Properties = json.RawMessage(`{"revenue":20}`)
+	})
 	var want string
 	for _, order := range [][]nudge.Event{{alias, before, after}, {before, after, alias}, {after, alias, before}} {
 		h := newHarness(t, profile.Config{})
