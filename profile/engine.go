@@ -12,6 +12,7 @@ package profile
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,11 +76,53 @@ type Profile struct {
 	Refused int64
 }
 
-// sealedProfile is what a Record seals.
-type sealedProfile struct {
-	Identities []Identity `json:"identities"`
-	State      *State     `json:"state"`
-	Refused    int64      `json:"refused,omitempty"`
+// A Record seals, under the profile's key: the number of identities, each
+// identity's kind and value (in the order of Record.Identities), the
+// refused count, then the State (State.AppendBinary).
+func encodeProfile(p *Profile) ([]byte, error) {
+	b := make([]byte, 0, 256+p.State.sizeHint())
+	b = binary.AppendUvarint(b, uint64(len(p.Identities)))
+	for _, id := range p.Identities {
+		b = appendString(b, id.Kind)
+		b = appendString(b, id.Value)
+	}
+	b = binary.AppendVarint(b, p.Refused)
+	return p.State.AppendBinary(b)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func decodeProfile(rec *Record, b []byte) (*Profile, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: profile %s: %s", ErrCorrupt, rec.ID.P, what) }
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n != uint64(len(rec.Identities)) {
+		return nil, bad("identities")
+	}
+	b = b[k:]
+	p := &Profile{ID: rec.ID, Identities: make([]Identity, n)}
+	for i := range p.Identities {
+		for _, dst := range []*string{&p.Identities[i].Kind, &p.Identities[i].Value} {
+			l, k := binary.Uvarint(b)
+			if k <= 0 || uint64(len(b)-k) < l {
+				return nil, bad("identity")
+			}
+			*dst = string(b[k : k+int(l)])
+			b = b[k+int(l):]
+		}
+		p.Identities[i].Ref = rec.Identities[i]
+	}
+	refused, k := binary.Varint(b)
+	if k <= 0 {
+		return nil, bad("refused")
+	}
+	p.Refused = refused
+	if err := p.State.UnmarshalBinary(b[k:]); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", rec.ID.P, err)
+	}
+	return p, nil
 }
 
 // Stats counts what the engine did since it started.
@@ -426,17 +469,10 @@ func (en *Engine) load(ctx context.Context, id Ref, cache bool) (*Profile, error
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", id.P, err)
 	}
-	sp := sealedProfile{State: &State{}}
-	if err := json.Unmarshal(plain, &sp); err != nil {
-		return nil, fmt.Errorf("%w: profile %s: %v", ErrCorrupt, id.P, err)
+	p, err := decodeProfile(rec, plain)
+	if err != nil {
+		return nil, err
 	}
-	if len(sp.Identities) != len(rec.Identities) {
-		return nil, fmt.Errorf("%w: profile %s: %d identities, %d sealed", ErrCorrupt, id.P, len(rec.Identities), len(sp.Identities))
-	}
-	for i := range sp.Identities {
-		sp.Identities[i].Ref = rec.Identities[i]
-	}
-	p := &Profile{ID: id, Identities: sp.Identities, State: *sp.State, Refused: sp.Refused}
 	if cache {
 		en.profiles[id.P] = p
 	}
@@ -481,7 +517,7 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 }
 
 func (en *Engine) seal(p *Profile) (*Record, error) {
-	plain, err := json.Marshal(sealedProfile{Identities: p.Identities, State: &p.State, Refused: p.Refused})
+	plain, err := encodeProfile(p)
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.ID.P, err)
 	}

@@ -1,0 +1,74 @@
+package profile_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/profile"
+	"github.com/nudge-dev/nudge/profile/pebblestore"
+	"github.com/nudge-dev/nudge/shred"
+)
+
+// BenchmarkApplyFromLog measures profile updates from the log: messages of
+// 500 sealed track events (properties of about 300 bytes) spread over
+// 100,000 customers, applied and committed as the consumer does. One op is
+// one event.
+func BenchmarkApplyFromLog(b *testing.B) {
+	dir := b.TempDir()
+	keys, err := shred.Open(filepath.Join(dir, "keys"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer keys.Close()
+	store, err := pebblestore.Open(filepath.Join(dir, "profiles"), pebblestore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	en := profile.NewEngine(profile.Config{Partitions: parts}, store, keys, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	const customers, perMessage = 100_000, 500
+	props := json.RawMessage(`{"product_id":"sku-12345","name":"Trail running shoe, waterproof","category":"Shoes","price":129.95,"currency":"EUR","url":"https://shop.example/p/sku-12345","image_url":"https://cdn.example/i/sku-12345.jpg","position":3}`)
+	var msgs []bus.Message
+	byPart := make([][]nudge.Event, parts)
+	for i := range 400 * perMessage {
+		e := nudge.Event{Type: nudge.Track, MessageID: fmt.Sprint("m", i), Source: "web", Event: "Product Viewed",
+			UserID: fmt.Sprint("customer-", i%customers), Properties: props,
+			Context:   json.RawMessage(`{"library":{"name":"analytics.js","version":"2.11.1"},"timezone":"Europe/Berlin"}`),
+			Timestamp: time.Unix(1_790_000_000+int64(i), 0).UTC()}
+		e.ReceivedAt = e.Timestamp
+		p := bus.PartitionOf(e.UserID, parts)
+		if _, err := shred.SealEvent(keys, &e); err != nil {
+			b.Fatal(err)
+		}
+		byPart[p] = append(byPart[p], e)
+		if len(byPart[p]) == perMessage {
+			msgs = append(msgs, bus.Message{Partition: p, Payload: nudge.EncodeEvents(nil, byPart[p])})
+			byPart[p] = nil
+		}
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for i := 0; n < b.N; i++ {
+		m := msgs[i%len(msgs)]
+		m.Seq = uint64(i + 1)
+		if err := en.Apply(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		n += perMessage
+	}
+	if err := en.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}
