@@ -22,17 +22,62 @@ const (
 	maxPageEvents     = 1000
 )
 
-// profileView is a profile as the API shows it.
+// profileView is a profile as the API shows it: values without the event
+// times that decided them (the export has those too).
 type profileView struct {
-	ID         string             `json:"id"`
-	Identities []profile.Identity `json:"identities"`
-	*profile.State
-	Refused int64         `json:"refusedLinks,omitempty"`
-	Events  []nudge.Event `json:"events,omitempty"`
+	ID            string                     `json:"id"`
+	Identities    []profile.Identity         `json:"identities"`
+	Traits        map[string]json.RawMessage `json:"traits"`
+	Computed      computedView               `json:"computed"`
+	Consent       map[string]bool            `json:"consent"`
+	Subscriptions map[string]bool            `json:"subscriptions"`
+	Timezone      string                     `json:"timezone,omitempty"`
+	Dropped       profile.Dropped            `json:"dropped,omitzero"`
+	RefusedLinks  int64                      `json:"refusedLinks,omitempty"`
+	State         *profile.State             `json:"state,omitempty"` // export only
+	Events        []nudge.Event              `json:"events"`
+}
+
+type computedView struct {
+	FirstSeen time.Time          `json:"firstSeen,omitzero"`
+	LastSeen  time.Time          `json:"lastSeen,omitzero"`
+	Counts    map[string]int64   `json:"counts"`
+	Orders    int64              `json:"orders"`
+	Revenue   profile.Money      `json:"revenue"`
+	Cart      []profile.CartItem `json:"cart"`
 }
 
 func viewOf(p *profile.Profile) *profileView {
-	return &profileView{ID: p.ID.P.String(), Identities: p.Identities, State: &p.State, Refused: p.Refused}
+	s := &p.State
+	v := &profileView{
+		ID: p.ID.P.String(), Identities: p.Identities,
+		Traits: make(map[string]json.RawMessage, len(s.Traits)),
+		Computed: computedView{
+			FirstSeen: s.FirstSeen, LastSeen: s.LastSeen, Counts: s.Counts, Orders: s.Orders,
+			Revenue: s.Revenue, Cart: s.Cart.Items(),
+		},
+		Consent:       make(map[string]bool, len(s.Consent)),
+		Subscriptions: make(map[string]bool, len(s.Subscriptions)),
+		Timezone:      s.Timezone.Value,
+		Dropped:       s.Dropped,
+		RefusedLinks:  p.Refused,
+	}
+	for k, t := range s.Traits {
+		v.Traits[k] = t.Value
+	}
+	for k, t := range s.Consent {
+		v.Consent[k] = t.Value
+	}
+	for k, t := range s.Subscriptions {
+		v.Subscriptions[k] = t.Value
+	}
+	if v.Computed.Counts == nil {
+		v.Computed.Counts = map[string]int64{}
+	}
+	if v.Computed.Cart == nil {
+		v.Computed.Cart = []profile.CartItem{}
+	}
+	return v
 }
 
 // caughtUp waits until the profiles hold every event acknowledged before
@@ -92,6 +137,9 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewOf(p)
 	v.Events = events
+	if v.Events == nil {
+		v.Events = []nudge.Event{}
+	}
 	writeJSON(w, v)
 }
 
@@ -159,6 +207,7 @@ func (a *API) exportProfile(w http.ResponseWriter, r *http.Request) {
 		cur = next
 	}
 	v := viewOf(p)
+	v.State = &p.State
 	v.Events = all
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "profile-"+v.ID+".json"))
 	writeJSON(w, struct {

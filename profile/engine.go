@@ -13,7 +13,6 @@ package profile
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -255,7 +254,7 @@ func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
 func (en *Engine) applyMessage(ctx context.Context, m bus.Message) error {
 	err := nudge.EachEncoded(m.Payload, func(raw []byte) error {
 		var e nudge.Event
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if err := e.Decode(raw); err != nil {
 			return fmt.Errorf("profile: log message %d: %w", m.Seq, err)
 		}
 		return en.applyEvent(ctx, m.Partition, &e, raw)

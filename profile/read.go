@@ -2,7 +2,6 @@ package profile
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,7 +64,7 @@ func (en *Engine) History(ctx context.Context, p *Profile, before Cursor, limit 
 	events := make([]nudge.Event, 0, len(entries))
 	for _, en2 := range entries {
 		var e nudge.Event
-		if err := json.Unmarshal(en2.Event, &e); err != nil {
+		if err := e.Decode(en2.Event); err != nil {
 			return nil, Cursor{}, fmt.Errorf("%w: history of %s: %v", ErrCorrupt, p.ID.P, err)
 		}
 		if e.Subject != "" {

@@ -1,25 +1,18 @@
 package shred
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/nudge-dev/nudge"
 )
 
-// personal is the part of an event that is sealed: every field that names
+// The personal part of an event is what is sealed: every field that names
 // or describes the person. What stays in the clear (type, event name, page
 // name, message id, source, times, integrations, _metadata) says what
-// happened, not to whom.
-type personal struct {
-	UserID      string          `json:"userId,omitempty"`
-	AnonymousID string          `json:"anonymousId,omitempty"`
-	PreviousID  string          `json:"previousId,omitempty"`
-	GroupID     string          `json:"groupId,omitempty"`
-	Properties  json.RawMessage `json:"properties,omitempty"`
-	Traits      json.RawMessage `json:"traits,omitempty"`
-	Context     json.RawMessage `json:"context,omitempty"`
-}
+// happened, not to whom. Sealed, it is encoded as nudge.AppendString of
+// userId, anonymousId, previousId and groupId, then nudge.AppendBytes of
+// properties, traits and context.
+const personalV1 = 1
 
 // SealEvent moves e's personal fields into e.Sealed, sealed under the key of
 // its customer key (userId, else anonymousId), and sets e.Subject to that
@@ -27,7 +20,7 @@ type personal struct {
 // durable (see Keyring.Seal), and ErrShredded for an erased person.
 func SealEvent(k *Keyring, e *nudge.Event) (*KeyRecord, error) {
 	p := k.Pseudonym(e.CustomerKey())
-	buf := appendPersonal(make([]byte, 0, 96+len(e.Properties)+len(e.Traits)+len(e.Context)), e)
+	buf := appendPersonal(make([]byte, 0, 64+len(e.UserID)+len(e.AnonymousID)+len(e.Properties)+len(e.Traits)+len(e.Context)), e)
 	sealed, pending, err := k.Seal(nil, p, buf)
 	if err != nil {
 		return nil, err
@@ -53,42 +46,26 @@ func OpenEvent(k *Keyring, e *nudge.Event) error {
 	if err != nil {
 		return err
 	}
-	var f personal
-	if err := json.Unmarshal(plain, &f); err != nil {
+	if len(plain) == 0 || plain[0] != personalV1 {
+		return fmt.Errorf("event %s: sealed fields: %w", e.MessageID, nudge.ErrEncoding)
+	}
+	d := nudge.NewDecoder(plain[1:])
+	e.UserID, e.AnonymousID, e.PreviousID, e.GroupID = d.String(), d.String(), d.String(), d.String()
+	e.Properties, e.Traits, e.Context = d.Bytes(), d.Bytes(), d.Bytes()
+	if err := d.Err(); err != nil {
 		return fmt.Errorf("event %s: sealed fields: %w", e.MessageID, err)
 	}
-	e.UserID, e.AnonymousID, e.PreviousID, e.GroupID = f.UserID, f.AnonymousID, f.PreviousID, f.GroupID
-	e.Properties, e.Traits, e.Context = f.Properties, f.Traits, f.Context
 	e.Sealed = nil
 	return nil
 }
 
-// appendPersonal encodes the personal fields as a JSON object; the raw
-// fields hold valid JSON already (ingest checked them).
 func appendPersonal(b []byte, e *nudge.Event) []byte {
-	b = append(b, '{')
-	sep := func() {
-		if len(b) > 1 {
-			b = append(b, ',')
-		}
+	b = append(b, personalV1)
+	for _, v := range [...]string{e.UserID, e.AnonymousID, e.PreviousID, e.GroupID} {
+		b = nudge.AppendString(b, v)
 	}
-	for _, f := range [...]struct{ key, val string }{
-		{`"userId":`, e.UserID}, {`"anonymousId":`, e.AnonymousID},
-		{`"previousId":`, e.PreviousID}, {`"groupId":`, e.GroupID},
-	} {
-		if f.val != "" {
-			sep()
-			b = nudge.AppendJSONString(append(b, f.key...), f.val)
-		}
+	for _, raw := range [...][]byte{e.Properties, e.Traits, e.Context} {
+		b = nudge.AppendBytes(b, raw)
 	}
-	for _, f := range [...]struct {
-		key string
-		val json.RawMessage
-	}{{`"properties":`, e.Properties}, {`"traits":`, e.Traits}, {`"context":`, e.Context}} {
-		if len(f.val) > 0 {
-			sep()
-			b = append(append(b, f.key...), f.val...)
-		}
-	}
-	return append(b, '}')
+	return b
 }
