@@ -28,4 +28,4 @@ go test -race -count=1 -timeout 20m ./...
 # time runs out (golang/go#75804, fixed in Go 1.27). ~20 s and ~10 s here.
 go test -run '^$' -fuzz '^FuzzParseSegment$' -fuzztime "${FUZZ_SEGMENT:-200000x}" ./ingest/
 go test -run '^$' -fuzz '^FuzzParseCloudEvents$' -fuzztime "${FUZZ_CLOUDEVENTS:-60000x}" ./ingest/
-go test -run '^$' -fuzz '^FuzzAppendJSON$' -fuzztime "${FUZZ_EVENT:-100000x}" .
+go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZ_EVENT:-100000x}" .
