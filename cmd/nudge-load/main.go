@@ -4,6 +4,7 @@
 //	nudge-load ref     --addr 127.0.0.1:0 --file PATH      reference server
 //	nudge-load run     --url http://127.0.0.1:8080 ...     load generator
 //	nudge-load compare --url http://127.0.0.1:8080 ...     nudge vs reference
+//	nudge-load probe   --url http://127.0.0.1:8080 ...     profile read latency
 //
 // The reference server is a deliberately small Segment-compatible ingest
 // server that decodes each event with encoding/json, appends the raw bodies to
@@ -46,6 +47,8 @@ commands:
            latency, and (with --pid) the target's CPU and RSS
   compare  run the same load against --url and against a reference server
            started for the occasion, and print the ratio nudge/reference
+  probe    read profiles (GET /v1/profiles/{id}) at a fixed rate and report
+           their latency, while a run loads the server
 
 "nudge-load <command> -h" lists a command's flags.
 `
@@ -66,6 +69,8 @@ func main() {
 		err = runMain(ctx, args, os.Stdout, os.Stderr)
 	case "compare":
 		err = compareMain(ctx, args, os.Stdout, os.Stderr)
+	case "probe":
+		err = probeMain(ctx, args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
