@@ -29,3 +29,4 @@ go test -race -count=1 -timeout 20m ./...
 go test -run '^$' -fuzz '^FuzzParseSegment$' -fuzztime "${FUZZ_SEGMENT:-200000x}" ./ingest/
 go test -run '^$' -fuzz '^FuzzParseCloudEvents$' -fuzztime "${FUZZ_CLOUDEVENTS:-60000x}" ./ingest/
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZ_EVENT:-100000x}" .
+go test -run '^$' -fuzz '^FuzzApply$' -fuzztime "${FUZZ_PROFILE:-50000x}" ./profile/

@@ -185,9 +185,20 @@ func (c *Cart) bound() {
 	if len(c.entries) <= MaxCartItems {
 		return
 	}
-	slices.SortFunc(c.entries, func(a, b cartEntry) int {
+	rank := func(a, b cartEntry) int { // first the latest operation, then the smallest ID
 		return cmp.Or(cmpEntry(&b, &a), strings.Compare(a.ID, b.ID))
-	})
+	}
+	if len(c.entries) == MaxCartItems+1 { // as after an add: one out, no sort
+		last := 0
+		for i := range c.entries {
+			if rank(c.entries[i], c.entries[last]) > 0 {
+				last = i
+			}
+		}
+		c.entries = slices.Delete(c.entries, last, last+1)
+		return
+	}
+	slices.SortFunc(c.entries, rank)
 	clear(c.entries[MaxCartItems:])
 	c.entries = c.entries[:MaxCartItems]
 	slices.SortFunc(c.entries, func(a, b cartEntry) int { return strings.Compare(a.ID, b.ID) })

@@ -45,7 +45,9 @@
 // Properties, traits and context that are missing, not objects, not valid
 // JSON, or that hold fields of the wrong type are ignored, field by field;
 // Apply never panics. A raw field that is not a valid JSON object is ignored
-// as a whole.
+// as a whole. The strings a State keeps are valid UTF-8 (invalid bytes
+// become U+FFFD, as encoding/json decodes them), so that its JSON encoding
+// gives back the same State.
 package profile
 
 import (
@@ -59,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nudge-dev/nudge"
 )
@@ -255,7 +258,7 @@ func (s *State) Apply(e *nudge.Event) {
 	if s == nil || e == nil {
 		return
 	}
-	v := version{e.Timestamp.UTC(), e.MessageID}
+	v := version{e.Timestamp.UTC(), validUTF8(e.MessageID)}
 	if !v.at.IsZero() {
 		s.seen(v.at, v.at)
 	}
@@ -263,7 +266,7 @@ func (s *State) Apply(e *nudge.Event) {
 	if e.Type != nudge.Track || name == "" {
 		name = string(e.Type)
 	}
-	s.count(name, 1)
+	s.count(validUTF8(name), 1)
 
 	var ctx [3][]byte // traits, timezone, consent
 	lookup(e.Context, contextKeys[:], ctx[:])
@@ -377,8 +380,8 @@ func (s *State) putRawTraits(obj []byte, v version, skip []string, sp *specialTr
 	}
 	for k, val, ok := m.next(); ok; k, val, ok = m.next() {
 		key := k.raw()
-		if k.esc {
-			u, ok := unquote(k.q)
+		if k.esc || !utf8.Valid(key) {
+			u, ok := k.string()
 			if !ok {
 				continue
 			}
@@ -405,8 +408,9 @@ func (s *State) putRawTraits(obj []byte, v version, skip []string, sp *specialTr
 	}
 }
 
-// putRawTrait is putTrait for a raw value, copying it only when it is kept
-// and differs from the value held.
+// putRawTrait puts a trait from a raw value as Merge puts a Timed (the
+// later event wins, then the larger value), copying the value only when it
+// is kept and differs from the one held.
 func (s *State) putRawTrait(key, val []byte, v version) {
 	cur, ok := s.Traits[string(key)]
 	if ok {
@@ -636,8 +640,17 @@ func (s *State) bound() {
 	if len(s.Counts) > MaxCounts {
 		// Ranked by name only: a name's count is a sum over States, so it
 		// must be kept by every State or by none.
-		names := slices.Sorted(maps.Keys(s.Counts))
-		for _, n := range names[MaxCounts:] {
+		var out []string
+		if len(s.Counts) == MaxCounts+1 { // as after Apply: one out, no sort
+			last := ""
+			for n := range s.Counts {
+				last = max(last, n)
+			}
+			out = []string{last}
+		} else {
+			out = slices.Sorted(maps.Keys(s.Counts))[MaxCounts:]
+		}
+		for _, n := range out {
 			s.Dropped.Counts += s.Counts[n]
 			delete(s.Counts, n)
 		}
@@ -654,16 +667,28 @@ func trim[V any](m map[string]V, n int, cmp func(a, b V) int) {
 		k string
 		v V
 	}
-	all := make([]kv, 0, len(m))
-	for k, v := range m {
-		all = append(all, kv{k, v})
-	}
-	slices.SortFunc(all, func(a, b kv) int {
+	rank := func(a, b kv) int { // first the latest value, then the smallest key
 		if c := cmp(b.v, a.v); c != 0 {
 			return c
 		}
 		return strings.Compare(a.k, b.k)
-	})
+	}
+	if len(m) == n+1 { // as after Apply: one out, no sort
+		var last kv
+		first := true
+		for k, v := range m {
+			if e := (kv{k, v}); first || rank(e, last) > 0 {
+				last, first = e, false
+			}
+		}
+		delete(m, last.k)
+		return
+	}
+	all := make([]kv, 0, len(m))
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	slices.SortFunc(all, rank)
 	for _, e := range all[n:] {
 		delete(m, e.k)
 	}
@@ -1362,9 +1387,6 @@ func (k rawKey) is(name string) bool {
 
 // string returns the key unquoted.
 func (k rawKey) string() (string, bool) {
-	if !k.esc {
-		return string(k.raw()), true
-	}
 	return unquote(k.q)
 }
 
@@ -1512,16 +1534,24 @@ func keysOf(obj []byte) []string {
 	return keys
 }
 
-// unquote decodes the JSON string q (with its quotes).
+// unquote decodes the JSON string q (with its quotes) into valid UTF-8.
 func unquote(q []byte) (string, bool) {
 	if bytes.IndexByte(q, '\\') < 0 {
-		return string(q[1 : len(q)-1]), true
+		return validUTF8(string(q[1 : len(q)-1])), true
 	}
 	var s string
-	if json.Unmarshal(q, &s) != nil {
+	if json.Unmarshal(q, &s) != nil { // replaces invalid UTF-8 itself
 		return "", false
 	}
 	return s, true
+}
+
+// validUTF8 returns s with each run of invalid UTF-8 replaced by U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // str reads a JSON string value (nil and other types: ok false).

@@ -726,6 +726,38 @@ func TestBadData(t *testing.T) {
 	}
 }
 
+func TestInvalidUTF8(t *testing.T) {
+	// Ingest refuses invalid UTF-8; a State made of it anyway keeps only
+	// valid strings, so that its JSON gives it back.
+	s := applyAll(
+		withContext(identify("m\xff1", 0, "{\"na\xffme\":\"x\xfey\"}"), "{\"timezone\":\"Europe/\xff\",\"consent\":{\"categoryPreferences\":{\"A\xff\":true}}}"),
+		track("m2", 1, "Clicked \xff", ""),
+		track("m3", 2, ProductAdded, "{\"sku\":\"S\xff\",\"name\":\"n\xff\"}"),
+		track("m4", 3, Subscribed, "{\"channel\":\"e\xffmail\",\"group\":\"g\xff\"}"),
+	)
+	for _, str := range []string{s.Timezone.Value, s.Timezone.MessageID, s.Cart.Items()[0].ID, s.Cart.Items()[0].Name} {
+		if !utf8.ValidString(str) {
+			t.Errorf("%q kept", str)
+		}
+	}
+	for _, m := range []map[string]bool{keySet(s.Traits), keySet(s.Counts), keySet(s.Consent), keySet(s.Subscriptions)} {
+		for k := range m {
+			if !utf8.ValidString(k) {
+				t.Errorf("key %q kept", k)
+			}
+		}
+	}
+	checkRoundTrip(t, s)
+}
+
+func keySet[V any](m map[string]V) map[string]bool {
+	keys := map[string]bool{}
+	for k := range m {
+		keys[k] = true
+	}
+	return keys
+}
+
 func cmpOr(name string, typ nudge.EventType) string {
 	if typ == nudge.Track {
 		return name
@@ -954,6 +986,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(uint8(3), `{"revenue":"12.30","total":1,"products":[{"price":1e308,"quantity":1e308}]}`, `null`, `"x"`)
 	f.Add(uint8(5), `{"channel":"EMAIL","group":"news"}`, `{"subscriptions":{"sms":true}}`, `{"consent":{"categoryPreferences":{"a":"b"}}}`)
 	f.Add(uint8(7), `{"a":"\u00e9\ud83d\ude00","b":"\\\"\/\b\f\n\r\t"}`, `{ "k" : [ 1 , 2 ] }`, `{"traits":{"k":[1,2]}}`)
+	f.Add(uint8(5), "{\"channel\":\"0\",\"group\":\"\xda\"}", "0", "0") // invalid UTF-8 in a key: JSON would change it
+	f.Add(uint8(7), "{\"\xff\":\"\xfe\"}", "{\"\xff\":\"\xfe\",\"timezone\":\"\xfd\"}", "{\"traits\":{\"\xff\":1}}")
 	names := []string{ProductAdded, ProductRemoved, CartViewed, OrderCompleted, Subscribed, Unsubscribed, "Product Viewed", "identify", "page"}
 	f.Fuzz(func(t *testing.T, kind uint8, props, traits, ctx string) {
 		mk := func(id string, sec int) *nudge.Event {
