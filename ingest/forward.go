@@ -49,6 +49,7 @@ type Forwarder struct {
 	moved     chan struct{} // closed when pos moves
 	unsynced  int
 	syncedPos uint64
+	failing   error // the last round of Run failed with it; nil once one succeeds
 }
 
 // NewForwarder makes a forwarder; call Recover before Run. The keyring gets
@@ -96,6 +97,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 					return ctx.Err()
 				}
 				f.logger.Warn("forwarding to the event log failed; retrying", "err", err)
+				f.setFailing(err)
 				if err := backoff.wait(ctx); err != nil {
 					return err
 				}
@@ -108,6 +110,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				continue
 			}
 			backoff.reset()
+			f.setFailing(nil)
 			continue
 		}
 		select {
@@ -161,6 +164,28 @@ func (f *Forwarder) WaitForwarded(ctx context.Context, pos uint64) error {
 func (f *Forwarder) Committed() uint64 {
 	end, _ := f.wal.Committed()
 	return end
+}
+
+// Lag is how many bytes of acknowledged WAL records are not yet in the
+// event log.
+func (f *Forwarder) Lag() uint64 {
+	pos := f.position() // first: it never passes the committed end
+	end, _ := f.wal.Committed()
+	return end - min(pos, end)
+}
+
+// Err is the error of Run's last round when it failed (Run is retrying),
+// nil once a round succeeds.
+func (f *Forwarder) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failing
+}
+
+func (f *Forwarder) setFailing(err error) {
+	f.mu.Lock()
+	f.failing = err
+	f.mu.Unlock()
 }
 
 func (f *Forwarder) position() uint64 {

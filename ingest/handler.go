@@ -32,6 +32,7 @@ type Handler struct {
 	dedup      *dedup.Index
 	wal        *wal.WAL
 	keys       *shred.Keyring
+	metrics    Metrics
 	now        func() time.Time
 	logger     *slog.Logger
 }
@@ -44,14 +45,53 @@ type Config struct {
 	Partitions int // of the event log, to group events in the WAL record
 	// Keys seals the personal fields of every event before it is stored.
 	Keys *shred.Keyring
+	// Metrics receives what the handler counts; nil counts nothing.
+	Metrics Metrics
 }
+
+// Metrics is what the tracking API reports as it serves (package metrics
+// implements it for Prometheus). The handler calls it on the request path,
+// from many requests at once: every method must be safe for concurrent use,
+// cheap, and never block.
+type Metrics interface {
+	// Ingested counts n events of one type accepted from source: answered
+	// 200 and not duplicates (those of erased people included, see
+	// DroppedErased).
+	Ingested(source string, typ nudge.EventType, n int)
+	// Rejected counts a request refused with an error code of package api.
+	// source is "" when the request's write key is missing or unknown, or
+	// when its body, which holds the key, could not be parsed.
+	Rejected(source, code string)
+	// Duplicates counts n events from source dropped as already accepted
+	// (within the dedup window, or earlier in the same request).
+	Duplicates(source string, n int)
+	// DroppedErased counts n accepted events of erased people: answered 200
+	// so that SDKs do not retry them, and never stored.
+	DroppedErased(n int)
+	// Served records how long a request to endpoint took, from its arrival
+	// to its answer. endpoint is the call kind ("track", "batch"...; the
+	// one-letter paths count as their full names) or "cloudevents".
+	Served(endpoint string, d time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Ingested(string, nudge.EventType, int) {}
+func (noMetrics) Rejected(string, string)               {}
+func (noMetrics) Duplicates(string, int)                {}
+func (noMetrics) DroppedErased(int)                     {}
+func (noMetrics) Served(string, time.Duration)          {}
 
 // NewHandler makes the tracking API over a WAL and a dedup index. now is the
 // clock (receivedAt, dedup windows).
 func NewHandler(cfg Config, w *wal.WAL, ix *dedup.Index, now func() time.Time, logger *slog.Logger) *Handler {
+	m := cfg.Metrics
+	if m == nil {
+		m = noMetrics{}
+	}
 	return &Handler{
 		sources: cfg.Sources, limits: cfg.Limits, partitions: cfg.Partitions,
-		dedup: ix, wal: w, keys: cfg.Keys, now: now, logger: logger,
+		dedup: ix, wal: w, keys: cfg.Keys, metrics: m, now: now, logger: logger,
 	}
 }
 
@@ -91,13 +131,13 @@ func (h *Handler) cors(next http.Handler) http.Handler {
 type parseFunc func(r *http.Request, body []byte, now time.Time) (events []nudge.Event, bodyKey string, err error)
 
 func (h *Handler) segment(kind string) http.Handler {
-	return h.endpoint(func(_ *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
+	return h.endpoint(kind, func(_ *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
 		return ParseSegment(kind, body, now, h.limits)
 	})
 }
 
 func (h *Handler) cloudEvents() http.Handler {
-	return h.endpoint(func(r *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
+	return h.endpoint("cloudevents", func(r *http.Request, body []byte, now time.Time) ([]nudge.Event, string, error) {
 		events, err := ParseCloudEvents(r.Header, body, now, h.limits)
 		return events, "", err
 	})
@@ -105,34 +145,41 @@ func (h *Handler) cloudEvents() http.Handler {
 
 // endpoint is the flow every tracking route shares: authenticate (the Basic
 // user first; without one, the key in the body), read and parse the body,
-// then accept the events.
-func (h *Handler) endpoint(parse parseFunc) http.Handler {
+// then accept the events. name labels the route in the metrics.
+func (h *Handler) endpoint(name string, parse parseFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := h.now()
+		defer func() { h.metrics.Served(name, h.now().Sub(now)) }()
 		source, basic := h.basicSource(r)
 		if basic && source == "" {
-			writeError(w, errUnauthorized)
+			h.reject(w, "", errUnauthorized)
 			return
 		}
 		body, apiErr := h.readBody(r)
 		if apiErr != nil {
-			writeError(w, apiErr)
+			h.reject(w, source, apiErr)
 			return
 		}
 		defer releaseBody(body)
 		events, bodyKey, err := parse(r, body, now)
 		if err != nil {
-			writeError(w, asAPIError(err))
+			h.reject(w, source, asAPIError(err))
 			return
 		}
 		if !basic {
 			if source = h.sources[bodyKey]; source == "" || bodyKey == "" {
-				writeError(w, errUnauthorized)
+				h.reject(w, "", errUnauthorized)
 				return
 			}
 		}
 		h.accept(w, r.Context(), source, events, now)
 	})
+}
+
+// reject answers with the error and counts it.
+func (h *Handler) reject(w http.ResponseWriter, source string, e *api.Error) {
+	h.metrics.Rejected(source, e.Code)
+	writeError(w, e)
 }
 
 // accept stores the events not seen before and answers 200 once they are
@@ -146,7 +193,7 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 	}
 	claim, err := h.dedup.Claim(ctx, keys, now)
 	if err != nil {
-		writeError(w, errUnavailable)
+		h.reject(w, source, errUnavailable)
 		return
 	}
 	fresh := events[:0]
@@ -155,31 +202,54 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 			fresh = append(fresh, events[i])
 		}
 	}
+	dropped := 0
 	if len(fresh) > 0 {
-		if err := h.write(ctx, fresh); err != nil {
+		if dropped, err = h.write(ctx, fresh); err != nil {
 			h.dedup.Release(claim)
 			h.logger.Error("write-ahead append failed", "err", err)
-			writeError(w, storeError(err))
+			h.reject(w, source, storeError(err))
 			return
 		}
 	}
 	h.dedup.Commit(claim, now)
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"success":true}`)
+	h.count(source, fresh, len(events)-len(fresh), dropped)
+}
+
+// count reports an accepted request's events: the fresh ones by type (a
+// run of events of one type is counted at once), the duplicates, and the
+// fresh ones dropped because their person is erased.
+func (h *Handler) count(source string, fresh []nudge.Event, duplicates, dropped int) {
+	for i := 0; i < len(fresh); {
+		j := i + 1
+		for j < len(fresh) && fresh[j].Type == fresh[i].Type {
+			j++
+		}
+		h.metrics.Ingested(source, fresh[i].Type, j-i)
+		i = j
+	}
+	if duplicates > 0 {
+		h.metrics.Duplicates(source, duplicates)
+	}
+	if dropped > 0 {
+		h.metrics.DroppedErased(dropped)
+	}
 }
 
 // write seals and stores the events. Events of erased people are dropped:
-// accepted, so that SDKs do not retry them, and never stored.
-func (h *Handler) write(ctx context.Context, events []nudge.Event) error {
+// accepted, so that SDKs do not retry them, and never stored; dropped
+// counts them.
+func (h *Handler) write(ctx context.Context, events []nudge.Event) (dropped int, err error) {
 	rec, dropped, err := encodeRecord(events, h.partitions, h.keys)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if dropped == len(events) {
-		return nil
+		return dropped, nil
 	}
 	_, err = h.wal.Append(ctx, rec)
-	return err
+	return dropped, err
 }
 
 // basicSource returns the source of the write key in the Basic auth header;

@@ -169,7 +169,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		links:    make(map[Ref]Ref),
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
-		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions)},
+		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions+1)},
 		applied:  make(chan struct{}),
 	}
 }
@@ -177,14 +177,13 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 // Run reads the log from the committed positions and applies it until ctx
 // is done; it commits what it applied before returning.
 func (en *Engine) Run(ctx context.Context) error {
-	pos, err := en.store.Positions(ctx, en.cfg.Partitions)
+	en.mu.Lock()
+	err := en.loadPositionsLocked(ctx)
+	from := max(slices.Min(en.positions), en.stats.AppliedSeq) + 1
+	en.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	en.mu.Lock()
-	en.positions = pos
-	en.mu.Unlock()
-	from := slices.Min(pos) + 1
 
 	tick := time.NewTicker(en.cfg.FlushEvery)
 	defer tick.Stop()
@@ -227,11 +226,9 @@ func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
 		return en.err
 	}
 	if en.positions == nil {
-		pos, err := en.store.Positions(ctx, en.cfg.Partitions)
-		if err != nil {
+		if err := en.loadPositionsLocked(ctx); err != nil {
 			return err
 		}
-		en.positions = pos
 	}
 	if m.Partition >= len(en.positions) {
 		return fmt.Errorf("profile: message %d of partition %d; the engine has %d", m.Seq, m.Partition, len(en.positions))
@@ -243,10 +240,29 @@ func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
 		}
 	}
 	en.stats.AppliedSeq = max(en.stats.AppliedSeq, m.Seq)
+	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq
 	close(en.applied)
 	en.applied = make(chan struct{})
 	if len(en.batch.Events) >= en.cfg.FlushEvents {
 		return en.flushLocked(ctx)
+	}
+	return nil
+}
+
+// loadPositionsLocked reads the committed positions: one per partition,
+// then the sequence through which the whole log is applied (the engine
+// reads the log in order, so that is the last message it had read), from
+// which a restart reads on and which WaitApplied starts from.
+func (en *Engine) loadPositionsLocked(ctx context.Context) error {
+	pos, err := en.store.Positions(ctx, en.cfg.Partitions+1)
+	if err != nil {
+		return err
+	}
+	en.positions = pos[:en.cfg.Partitions]
+	if seq := pos[en.cfg.Partitions]; seq > en.stats.AppliedSeq {
+		en.stats.AppliedSeq = seq
+		close(en.applied)
+		en.applied = make(chan struct{})
 	}
 	return nil
 }

@@ -408,3 +408,36 @@ func TestEraseForgetsAndSuppresses(t *testing.T) {
 		t.Fatalf("bob: %v", p.State.Counts)
 	}
 }
+
+// idleLog is a log with nothing new to read.
+type idleLog struct{ bus.Log }
+
+func (idleLog) Read(ctx context.Context, _ bus.ReadOptions, _ bus.Handler) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// After a restart with nothing new in the log, the engine knows it has
+// applied everything (readers waiting for their writes are not stuck).
+func TestRestartKnowsWhatIsApplied(t *testing.T) {
+	h := newHarness(t, profile.Config{})
+	for i := range 5 {
+		h.send(ev(nudge.Track, fmt.Sprint("r", i), i, func(e *nudge.Event) { e.UserID, e.Event = fmt.Sprint("u", i), "E" }))
+	}
+	last := h.log[len(h.log)-1].Seq
+	h.flush()
+	h.store.Close()
+	h.open()
+	en := profile.NewEngine(profile.Config{Partitions: parts}, h.store, h.keys, idleLog{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- en.Run(ctx) }()
+	if err := en.WaitApplied(ctx, last); err != nil {
+		t.Fatalf("waiting for sequence %d after a restart: %v", last, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

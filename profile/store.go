@@ -18,9 +18,11 @@ import (
 // (package shred). The implementation: profile/pebblestore; the engine's
 // tests run against it.
 type Store interface {
-	// Positions returns, per partition, the sequence of the last log message
-	// whose effects are committed (zero for none).
-	Positions(ctx context.Context, partitions int) ([]uint64, error)
+	// Positions returns the n positions last committed with Batch.Positions
+	// (zero for none). The engine keeps one per partition, the sequence of
+	// the last message of that partition whose effects are committed, and
+	// one more: the sequence through which the whole log is.
+	Positions(ctx context.Context, n int) ([]uint64, error)
 	// Link returns the profile an identifier belongs to.
 	Link(ctx context.Context, id Ref) (profile Ref, ok bool, err error)
 	// Profile returns a stored profile record.
@@ -76,7 +78,7 @@ type Batch struct {
 	Unlink    []Ref
 	Events    []Entry
 	Forget    []Ref    // subjects whose whole history goes
-	Positions []uint64 // per partition; zero entries are left as they are
+	Positions []uint64 // see Store.Positions; zero entries are left as they are
 }
 
 // Reset empties b for reuse.

@@ -90,7 +90,7 @@ const (
 	defaultMaxBatchBytes = 4 << 20
 )
 
-// Stats are counters since Open.
+// Stats are counters since Open, and whether the WAL is closed.
 type Stats struct {
 	Appends  uint64 // records made durable (Appends that succeeded)
 	Bytes    uint64 // bytes written by successful rounds, record headers included
@@ -98,6 +98,7 @@ type Stats struct {
 	Syncs    uint64 // fdatasync calls of rounds, failed ones included (0 with NoSync)
 	Failed   uint64 // rounds that failed (write, sync or segment creation error)
 	Segments int    // segment files now
+	Closed   bool   // Close has been called
 }
 
 // WAL is a write-ahead log open in one directory; Open locks the directory
@@ -275,6 +276,7 @@ func (w *WAL) Stats() Stats {
 	defer w.mu.Unlock()
 	s := w.stats
 	s.Segments = len(w.segs)
+	s.Closed = w.closed
 	return s
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/nudge-dev/nudge/bus/jetstream"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/ingest"
+	"github.com/nudge-dev/nudge/metrics"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/profile/pebblestore"
 	"github.com/nudge-dev/nudge/shred"
@@ -111,14 +112,36 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	profiles := profile.NewEngine(profile.Config{Partitions: cfg.Partitions, IdentityTraits: cfg.IdentityTraits},
 		store, keys, log, logger.With("component", "profiles"))
 
+	// Metrics and readiness. The profile consumer is ready once it has
+	// applied what the log holds now.
+	startSeq, err := log.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("event log: %w", err)
+	}
+	profilesConsumer := metrics.Consumer{Name: "profiles", Applied: func() uint64 { return profiles.Stats().AppliedSeq }}
+	mx := metrics.New(logger.With("component", "metrics"))
+	mx.WAL(w.Stats)
+	mx.ForwardLag(fwd.Lag)
+	mx.Profiles(profiles.Stats)
+	mx.Consumer(log, profilesConsumer)
+	var ready metrics.Readiness
+	ready.Add("event_log", metrics.EventLogCheck(log))
+	ready.Add("wal", metrics.WALCheck(w.Stats))
+	ready.Add("forwarder", metrics.ForwarderCheck(fwd.Err))
+	ready.Add("profiles", metrics.CaughtUpCheck(log, profilesConsumer, startSeq))
+
 	mux := http.NewServeMux()
-	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys},
+	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys, Metrics: mx.Ingest},
 		w, ix, time.Now, logger.With("component", "ingest")).Register(mux)
 	adminAPI := admin.New(admin.Config{
 		Token: cfg.AdminToken, Log: log, Forwarded: fwd, Keys: keys, Profiles: profiles, Erasures: fwd,
 	}, logger.With("component", "admin"))
 	adminAPI.Register(mux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	// Open to anyone who can reach the listen address, as Prometheus
+	// scrapers expect: they hold no secret and no personal data.
+	mux.Handle("GET /metrics", mx.Handler())
+	mux.Handle("GET /healthz", metrics.Healthz)
+	mux.Handle("GET /readyz", &ready)
 
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
