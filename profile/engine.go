@@ -158,6 +158,8 @@ type Engine struct {
 	stats       Stats
 	applied     chan struct{} // closed when stats.AppliedSeq moves
 	err         error         // a failed flush: the engine stops
+	reactor     Reactor
+	urgent      bool // commit at the end of the current call (Tx.Urgent)
 }
 
 // NewEngine makes an engine over a store; Run consumes the log.
@@ -169,7 +171,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		links:    make(map[Ref]Ref),
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
-		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions+1)},
+		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions+1), Ext: make(map[string][]byte)},
 		applied:  make(chan struct{}),
 	}
 }
@@ -243,7 +245,8 @@ func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
 	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq
 	close(en.applied)
 	en.applied = make(chan struct{})
-	if len(en.batch.Events) >= en.cfg.FlushEvents {
+	if en.urgent || len(en.batch.Events) >= en.cfg.FlushEvents {
+		en.urgent = false
 		return en.flushLocked(ctx)
 	}
 	return nil
@@ -322,12 +325,23 @@ func (en *Engine) applyEvent(ctx context.Context, part int, e *nudge.Event, raw 
 	if len(ids) == 0 {
 		return nil
 	}
-	p, err := en.resolve(ctx, ids, e.Type == nudge.Alias)
+	p, moved, err := en.resolve(ctx, ids, e.Type == nudge.Alias)
 	if err != nil {
 		return err
 	}
 	p.State.Apply(e)
 	en.dirty[p.ID.P] = p
+	if en.reactor != nil {
+		tx := &Tx{en: en}
+		for _, from := range moved {
+			if err := en.reactor.Merged(ctx, tx, from, p.ID); err != nil {
+				return err
+			}
+		}
+		if err := en.reactor.React(ctx, tx, p, e); err != nil {
+			return err
+		}
+	}
 	en.batch.Events = append(en.batch.Events, Entry{
 		Subject: subject,
 		At:      Cursor{Time: e.Timestamp, Hash: xxhash.Sum64String(e.Source + "\x00" + e.MessageID)},
@@ -345,10 +359,13 @@ func (en *Engine) ref(v string) Ref {
 // resolve finds or makes the profile an event belongs to (the profile of
 // its first identifier, the customer key) and links or merges the others
 // into it where the caps allow.
-func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (*Profile, error) {
-	p, err := en.profileOf(ctx, ids[0].Ref, true)
+//
+// moved lists the ids of profiles that this merged into p or that p had
+// before it took a better id.
+func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (p *Profile, moved []Ref, err error) {
+	p, err = en.profileOf(ctx, ids[0].Ref, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p == nil {
 		p = &Profile{ID: ids[0].Ref, Identities: []Identity{ids[0]}}
@@ -360,7 +377,7 @@ func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (*Pro
 	for _, id := range ids {
 		q, err := en.profileOf(ctx, id.Ref, true)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch {
 		case q == p:
@@ -388,14 +405,17 @@ func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (*Pro
 			p.Identities = append(p.Identities, q.Identities...)
 			p.Refused += q.Refused
 			en.drop(q.ID)
+			moved = append(moved, q.ID)
 			en.stats.Merges++
 			changed = true
 		}
 	}
 	if changed {
-		en.settle(p)
+		if old := p.ID; en.settle(p) {
+			moved = append(moved, old)
+		}
 	}
-	return p, nil
+	return p, moved, nil
 }
 
 func userIDs(ids []Identity) int {
@@ -419,11 +439,13 @@ func (en *Engine) refuse(p *Profile, what string, other Ref) {
 // settle gives p the id of its best identifier, so the id does not depend
 // on which identifier or profile came first, and points every identifier
 // of p at it.
-func (en *Engine) settle(p *Profile) {
+// It reports whether the id changed.
+func (en *Engine) settle(p *Profile) (changed bool) {
 	best := slices.MinFunc(p.Identities, cmpIdentity).Ref
 	if best != p.ID {
 		en.drop(p.ID)
 		p.ID = best
+		changed = true
 	}
 	delete(en.deleted, p.ID)
 	en.profiles[p.ID.P] = p
@@ -433,6 +455,7 @@ func (en *Engine) settle(p *Profile) {
 			en.setLink(id.Ref, p.ID)
 		}
 	}
+	return changed
 }
 
 // drop deletes a profile record that another took over.

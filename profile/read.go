@@ -147,6 +147,11 @@ func (en *Engine) Erase(ctx context.Context, id string) (*Erasure, error) {
 		return nil, err
 	}
 	en.forgetLocked(refs)
+	if en.reactor != nil {
+		if err := en.reactor.Erased(ctx, &Tx{en: en}, er); err != nil {
+			return nil, err
+		}
+	}
 	if err := en.flushLocked(ctx); err != nil {
 		return nil, err
 	}

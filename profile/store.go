@@ -30,6 +30,11 @@ type Store interface {
 	// History returns up to limit events of the subjects, newest first,
 	// older than before (all when before is zero).
 	History(ctx context.Context, subjects []Ref, before Cursor, limit int) ([]Entry, error)
+	// Ext returns the value of an extension key: state of another consumer
+	// (journey runs, timers) that commits with the profiles.
+	Ext(ctx context.Context, key []byte) ([]byte, bool, error)
+	// ScanExt calls fn for the extension keys in [from, to), in key order.
+	ScanExt(ctx context.Context, from, to []byte, fn func(key, value []byte) error) error
 	// Commit applies a batch atomically: after a crash either all of it is
 	// there or none of it.
 	Commit(ctx context.Context, b *Batch) error
@@ -79,6 +84,7 @@ type Batch struct {
 	Events    []Entry
 	Forget    []Ref    // subjects whose whole history goes
 	Positions []uint64 // see Store.Positions; zero entries are left as they are
+	Ext       map[string][]byte // extension keys to set; a nil value deletes
 }
 
 // Reset empties b for reuse.
@@ -92,11 +98,12 @@ func (b *Batch) Reset() {
 	b.Events = b.Events[:0]
 	b.Forget = b.Forget[:0]
 	clear(b.Positions)
+	clear(b.Ext)
 }
 
 // Empty reports whether b changes nothing.
 func (b *Batch) Empty() bool {
-	if len(b.Put)+len(b.Delete)+len(b.Link)+len(b.Unlink)+len(b.Events)+len(b.Forget) > 0 {
+	if len(b.Put)+len(b.Delete)+len(b.Link)+len(b.Unlink)+len(b.Events)+len(b.Forget)+len(b.Ext) > 0 {
 		return false
 	}
 	for _, p := range b.Positions {

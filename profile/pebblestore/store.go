@@ -11,6 +11,7 @@
 //	'i' part pseudonym            -> profile id (pseudonym, partition)
 //	'p' part pseudonym            -> profile record
 //	'h' part pseudonym time hash  -> one sealed event of that subject
+//	'x' key                       -> extension: another consumer's state
 package pebblestore
 
 import (
@@ -68,6 +69,7 @@ const (
 	tagLink     = 'i'
 	tagProfile  = 'p'
 	tagHistory  = 'h'
+	tagExt      = 'x'
 )
 
 func refKey(tag byte, r profile.Ref) []byte {
@@ -198,6 +200,34 @@ func (s *Store) History(_ context.Context, subjects []profile.Ref, before profil
 	return out, nil
 }
 
+// Ext implements profile.Store.
+func (s *Store) Ext(_ context.Context, key []byte) ([]byte, bool, error) {
+	return s.get(append([]byte{tagExt}, key...))
+}
+
+// ScanExt implements profile.Store.
+func (s *Store) ScanExt(_ context.Context, from, to []byte, fn func(key, value []byte) error) error {
+	lower := append([]byte{tagExt}, from...)
+	upper := append([]byte{tagExt}, to...)
+	if len(to) == 0 {
+		upper = []byte{tagExt + 1}
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("profile store: scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()[1:], it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("profile store: scan: %w", err)
+	}
+	return nil
+}
+
 // Commit implements profile.Store. The batch is not fsynced: what a crash
 // loses of it, positions included, the consumer reads again from the log.
 func (s *Store) Commit(_ context.Context, b *profile.Batch) error {
@@ -231,6 +261,18 @@ func (s *Store) Commit(_ context.Context, b *profile.Batch) error {
 	}
 	for _, e := range b.Events {
 		if err := wb.Set(historyKey(e.Subject, e.At), e.Event, nil); err != nil {
+			return err
+		}
+	}
+	for k, v := range b.Ext {
+		key := append([]byte{tagExt}, k...)
+		var err error
+		if v == nil {
+			err = wb.Delete(key, nil)
+		} else {
+			err = wb.Set(key, v, nil)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,133 @@
+package profile
+
+import (
+	"bytes"
+	"context"
+	"slices"
+
+	"github.com/nudge-dev/nudge"
+)
+
+// Reactor is a consumer that runs inside the engine (journeys): it sees
+// every applied event with the person's profile, and keeps its own state
+// in extension keys through a Tx, which commit in the same atomic batch as
+// the profile and the log position. A crash therefore replays the event
+// to the reactor exactly when it replays it to the profile.
+type Reactor interface {
+	// React is called after e is applied to p.
+	React(ctx context.Context, tx *Tx, p *Profile, e *nudge.Event) error
+	// Merged is called when the profile with id from was merged into the
+	// one with id to (or took a better id): state keyed by from moves.
+	Merged(ctx context.Context, tx *Tx, from, to Ref) error
+	// Erased is called when a person is erased: state of the profile goes.
+	Erased(ctx context.Context, tx *Tx, er *Erasure) error
+}
+
+// SetReactor installs the reactor; call it before Run.
+func (en *Engine) SetReactor(r Reactor) {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	en.reactor = r
+}
+
+// Tx reads and writes extension keys within the engine's uncommitted
+// batch: reads see the batch's writes. It is valid only during the call
+// it was given to.
+type Tx struct {
+	en *Engine
+}
+
+// Get returns the value of an extension key.
+func (tx *Tx) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if v, ok := tx.en.batch.Ext[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	return tx.en.store.Ext(ctx, key)
+}
+
+// Set writes an extension key; value must not be nil.
+func (tx *Tx) Set(key, value []byte) {
+	tx.en.batch.Ext[string(key)] = slices.Clone(value)
+}
+
+// Delete removes an extension key.
+func (tx *Tx) Delete(key []byte) {
+	tx.en.batch.Ext[string(key)] = nil
+}
+
+// Scan calls fn for the extension keys in [from, to) in key order, the
+// batch's writes included (to empty: to the end).
+func (tx *Tx) Scan(ctx context.Context, from, to []byte, fn func(key, value []byte) error) error {
+	in := func(k string) bool {
+		return k >= string(from) && (len(to) == 0 || k < string(to))
+	}
+	var pending []string
+	for k := range tx.en.batch.Ext {
+		if in(k) {
+			pending = append(pending, k)
+		}
+	}
+	slices.Sort(pending)
+	emitPending := func(upTo []byte) error { // pending keys before upTo (all when nil)
+		for len(pending) > 0 && (upTo == nil || pending[0] < string(upTo)) {
+			k := pending[0]
+			pending = pending[1:]
+			if v := tx.en.batch.Ext[k]; v != nil {
+				if err := fn([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := tx.en.store.ScanExt(ctx, from, to, func(k, v []byte) error {
+		if err := emitPending(k); err != nil {
+			return err
+		}
+		if len(pending) > 0 && bytes.Equal([]byte(pending[0]), k) {
+			pending = pending[1:] // the batch's write wins
+			if w := tx.en.batch.Ext[string(k)]; w != nil {
+				return fn(k, w)
+			}
+			return nil
+		}
+		return fn(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	return emitPending(nil)
+}
+
+// Urgent asks for the batch to be committed as soon as the current call
+// returns, instead of at the next flush: for state that others wait on (a
+// send job for the delivery workers).
+func (tx *Tx) Urgent() { tx.en.urgent = true }
+
+// Profile returns the profile with the given id, or nil.
+func (tx *Tx) Profile(ctx context.Context, id Ref) (*Profile, error) {
+	return tx.en.load(ctx, id, true)
+}
+
+// Touch marks a profile changed (after its State was updated through
+// Profile), so that the batch writes it.
+func (tx *Tx) Touch(p *Profile) { tx.en.dirty[p.ID.P] = p }
+
+// Do runs fn with a Tx under the engine's lock, as if it were reacting to
+// an event (timers that fire, changes from the admin API), and commits at
+// once when fn called Urgent.
+func (en *Engine) Do(ctx context.Context, fn func(tx *Tx) error) error {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	if en.err != nil {
+		return en.err
+	}
+	if err := fn(&Tx{en: en}); err != nil {
+		return err
+	}
+	if en.urgent {
+		en.urgent = false
+		return en.flushLocked(ctx)
+	}
+	return nil
+}
