@@ -82,8 +82,8 @@ type Batch struct {
 	Link      map[Ref]Ref // identifier -> profile
 	Unlink    []Ref
 	Events    []Entry
-	Forget    []Ref    // subjects whose whole history goes
-	Positions []uint64 // see Store.Positions; zero entries are left as they are
+	Forget    []Ref             // subjects whose whole history goes
+	Positions []uint64          // see Store.Positions; zero entries are left as they are
 	Ext       map[string][]byte // extension keys to set; a nil value deletes
 }
 
