@@ -16,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -58,7 +60,7 @@ func (c *Config) defaults() {
 		c.CacheProfiles = 100_000
 	}
 	if c.FlushEvents == 0 {
-		c.FlushEvents = 20_000
+		c.FlushEvents = 10_000
 	}
 	if c.FlushEvery == 0 {
 		c.FlushEvery = 100 * time.Millisecond
@@ -522,13 +524,9 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 	if en.err != nil {
 		return en.err
 	}
-	for _, p := range en.dirty {
-		rec, err := en.seal(p)
-		if err != nil {
-			en.err = err
-			return err
-		}
-		en.batch.Put = append(en.batch.Put, rec)
+	if err := en.sealDirty(); err != nil {
+		en.err = err
+		return err
 	}
 	if en.batch.Empty() {
 		return nil
@@ -554,23 +552,54 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 	return nil
 }
 
-func (en *Engine) seal(p *Profile) (*Record, error) {
+// sealDirty encodes and seals the changed profiles into the batch, on
+// every core: it is most of a flush's own work.
+func (en *Engine) sealDirty() error {
+	dirty := make([]*Profile, 0, len(en.dirty))
+	for _, p := range en.dirty {
+		dirty = append(dirty, p)
+	}
+	recs := make([]*Record, len(dirty))
+	errs := make([]error, len(dirty))
+	workers := min(runtime.GOMAXPROCS(0), 1+len(dirty)/256)
+	var wg sync.WaitGroup
+	var pending atomic.Bool
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(dirty); i += workers {
+				rec, keyPending, err := en.seal(dirty[i])
+				if keyPending {
+					pending.Store(true)
+				}
+				recs[i], errs[i] = rec, err
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if pending.Load() {
+		en.keysPending = true
+	}
+	en.batch.Put = append(en.batch.Put, recs...)
+	return nil
+}
+
+func (en *Engine) seal(p *Profile) (*Record, bool, error) {
 	plain, err := encodeProfile(p)
 	if err != nil {
-		return nil, fmt.Errorf("profile %s: %w", p.ID.P, err)
+		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
 	}
 	sealed, pending, err := en.keys.Seal(nil, p.ID.P, plain)
 	if err != nil {
-		return nil, fmt.Errorf("profile %s: %w", p.ID.P, err)
-	}
-	if pending != nil {
-		en.keysPending = true
+		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
 	}
 	rec := &Record{ID: p.ID, Identities: make([]Ref, len(p.Identities)), Sealed: sealed}
 	for i, id := range p.Identities {
 		rec.Identities[i] = id.Ref
 	}
-	return rec, nil
+	return rec, pending != nil, nil
 }
 
 // evictLocked keeps the caches within bounds once the batch is committed

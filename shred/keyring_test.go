@@ -1030,7 +1030,7 @@ func benchKeyring(b *testing.B) (*Keyring, Pseudonym) {
 	return k, p
 }
 
-// BenchmarkSeal: an existing, durable key whose AES-GCM instance is cached.
+// BenchmarkSeal: an existing, durable key whose AEAD instance is cached.
 func BenchmarkSeal(b *testing.B) {
 	k, p := benchKeyring(b)
 	pt := make([]byte, benchPlaintext)

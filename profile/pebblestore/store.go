@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/nudge-dev/nudge/profile"
 )
@@ -32,7 +33,7 @@ import (
 type Options struct {
 	// CacheBytes is Pebble's block cache (default 64 MiB).
 	CacheBytes int64
-	// MemTableBytes is the size of one memtable (default 32 MiB).
+	// MemTableBytes is the size of one memtable (default 64 MiB).
 	MemTableBytes uint64
 }
 
@@ -49,15 +50,22 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.CacheBytes = 64 << 20
 	}
 	if opts.MemTableBytes == 0 {
-		opts.MemTableBytes = 32 << 20
+		opts.MemTableBytes = 64 << 20
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{
+	po := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: opts.MemTableBytes,
 		Logger:       quietLogger{},
-	})
+	}
+	// Bloom filters: an event of a new customer looks up links that do
+	// not exist, which without them searches every level (24 µs here).
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	po.EnsureDefaults()
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("profile store %s: %w", dir, err)
 	}
