@@ -10,6 +10,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -80,6 +81,10 @@ type Log interface {
 	// LastSeq is the Seq of the last message stored, or zero for an empty log.
 	LastSeq(ctx context.Context) (uint64, error)
 
+	// Get returns the message with the given sequence, or an error wrapping
+	// ErrNotFound.
+	Get(ctx context.Context, seq uint64) (Message, error)
+
 	// Read delivers messages in log order (so in order within each
 	// partition) to h until h returns an error, ctx is done, or (without
 	// Follow) the end is reached. It returns h's error, or ctx's error when
@@ -98,6 +103,9 @@ type Log interface {
 	// calls, whose contexts the caller cancels first.
 	Close() error
 }
+
+// ErrNotFound is returned by Get for a sequence the log does not hold.
+var ErrNotFound = errors.New("bus: no message at this sequence")
 
 // PartitionOf maps a customer key to one of n partitions.
 func PartitionOf(key string, n int) int {

@@ -351,3 +351,6 @@ func TestForwarderShutdownMidRoundStoresNothingTwice(t *testing.T) {
 		}
 	}
 }
+func (m *memLog) Get(context.Context, uint64) (bus.Message, error) {
+	return bus.Message{}, bus.ErrNotFound
+}

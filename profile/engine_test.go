@@ -52,7 +52,20 @@ func (h *harness) open() {
 	if h.store, err = pebblestore.Open(filepath.Join(h.dir, "profiles"), pebblestore.Options{}); err != nil {
 		h.t.Fatal(err)
 	}
-	h.en = profile.NewEngine(h.cfg, h.store, h.keys, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h.en = profile.NewEngine(h.cfg, h.store, h.keys, harnessLog{h: h}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// harnessLog serves the harness's messages to History.
+type harnessLog struct {
+	bus.Log
+	h *harness
+}
+
+func (l harnessLog) Get(_ context.Context, seq uint64) (bus.Message, error) {
+	if seq == 0 || seq > uint64(len(l.h.log)) {
+		return bus.Message{}, bus.ErrNotFound
+	}
+	return l.h.log[seq-1], nil
 }
 
 // restart drops the engine's memory (what was not flushed is lost, as in a

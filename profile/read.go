@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
 	"github.com/nudge-dev/nudge/shred"
 )
 
@@ -62,10 +63,14 @@ func (en *Engine) History(ctx context.Context, p *Profile, before Cursor, limit 
 		return nil, Cursor{}, err
 	}
 	events := make([]nudge.Event, 0, len(entries))
-	for _, en2 := range entries {
-		var e nudge.Event
-		if err := e.Decode(en2.Event); err != nil {
-			return nil, Cursor{}, fmt.Errorf("%w: history of %s: %v", ErrCorrupt, p.ID.P, err)
+	msgs := map[uint64][]byte{} // payloads read from the log, by sequence
+	for _, entry := range entries {
+		e, err := en.eventAt(ctx, entry.Log, msgs)
+		if errors.Is(err, bus.ErrNotFound) {
+			continue // the log no longer holds it (a retention limit)
+		}
+		if err != nil {
+			return nil, Cursor{}, fmt.Errorf("history of %s: %w", p.ID.P, err)
 		}
 		if e.Subject != "" {
 			if err := shred.OpenEvent(en.keys, &e); errors.Is(err, shred.ErrShredded) {
@@ -82,6 +87,40 @@ func (en *Engine) History(ctx context.Context, p *Profile, before Cursor, limit 
 	}
 	return events, next, nil
 }
+
+// eventAt reads one event from the log.
+func (en *Engine) eventAt(ctx context.Context, at LogRef, msgs map[uint64][]byte) (nudge.Event, error) {
+	payload, ok := msgs[at.Seq]
+	if !ok {
+		m, err := en.log.Get(ctx, at.Seq)
+		if err != nil {
+			return nudge.Event{}, err
+		}
+		payload = m.Payload
+		msgs[at.Seq] = payload
+	}
+	var e nudge.Event
+	i := uint32(0)
+	err := nudge.EachEncoded(payload, func(raw []byte) error {
+		if i == at.Index {
+			if err := e.Decode(raw); err != nil {
+				return err
+			}
+			return errFound
+		}
+		i++
+		return nil
+	})
+	if err == errFound {
+		return e, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("%w: message %d holds %d events, not %d", ErrCorrupt, at.Seq, i, at.Index+1)
+	}
+	return e, err
+}
+
+var errFound = errors.New("found")
 
 // withPendingLocked adds the uncommitted events of the subjects to a page
 // read from the store, so a reader sees every applied event.

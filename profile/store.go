@@ -67,12 +67,21 @@ type Cursor struct {
 // IsZero reports whether c is the zero cursor (the newest end).
 func (c Cursor) IsZero() bool { return c.Time.IsZero() && c.Hash == 0 }
 
-// Entry is one event in a history: the event as stored in the log (sealed,
-// in the log's encoding), under the identifier it arrived with.
+// Entry is one event in a history, under the identifier it arrived with:
+// where the log holds it. Histories point into the log rather than copy
+// it: the log keeps every event already, and a copy per event was most of
+// what the store wrote (decision 4 in docs/ARCHITECTURE.md).
 type Entry struct {
 	Subject Ref
 	At      Cursor
-	Event   []byte
+	Log     LogRef
+}
+
+// LogRef is the place of one event in the log: the message and the
+// event's index in its payload.
+type LogRef struct {
+	Seq   uint64
+	Index uint32
 }
 
 // Batch is one atomic change of the store.

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T, partitions int) bus.Log) {
 	t.Run("AppendReadAll", s.appendReadAll)
 	t.Run("AppendInvalid", s.appendInvalid)
 	t.Run("ReadFromSeq", s.readFromSeq)
+	t.Run("Get", s.get)
 	t.Run("ReadFromTime", s.readFromTime)
 	t.Run("ReadPartitions", s.readPartitions)
 	t.Run("ReadEmpty", s.readEmpty)
@@ -254,6 +255,26 @@ func (s suite) readFromSeq(t *testing.T) {
 	}
 	if !sameSeqs(got, want) {
 		t.Fatalf("FromSeq, partition 1: got seqs %v, want %v", seqs(got), seqs(want))
+	}
+}
+
+func (s suite) get(t *testing.T) {
+	ctx := ctxFor(t)
+	l := s.open(t, 3)
+	parts := seqParts(3)
+	mustAppend(t, ctx, l, batches(parts, 1, 4))
+	all := readAll(t, ctx, l, bus.ReadOptions{})
+	for _, want := range all {
+		got, err := l.Get(ctx, want.Seq)
+		if err != nil {
+			t.Fatalf("Get(%d): %v", want.Seq, err)
+		}
+		if got.Seq != want.Seq || got.Partition != want.Partition || got.ProducerPos != want.ProducerPos || !bytes.Equal(got.Payload, want.Payload) {
+			t.Fatalf("Get(%d) = seq %d partition %d pos %d, want partition %d pos %d", want.Seq, got.Seq, got.Partition, got.ProducerPos, want.Partition, want.ProducerPos)
+		}
+	}
+	if _, err := l.Get(ctx, all[len(all)-1].Seq+1); !errors.Is(err, bus.ErrNotFound) {
+		t.Fatalf("Get past the end: %v, want ErrNotFound", err)
 	}
 }
 

@@ -178,3 +178,19 @@ func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
 	}
 	return info.State.LastSeq, nil
 }
+
+// Get returns the message with the given sequence.
+func (l *Log) Get(ctx context.Context, seq uint64) (bus.Message, error) {
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return bus.Message{}, fmt.Errorf("jetstream: message %d: %w", seq, bus.ErrNotFound)
+	}
+	if err != nil {
+		return bus.Message{}, fmt.Errorf("jetstream: message %d: %w", seq, err)
+	}
+	p, ok := l.partitionOf(m.Subject)
+	if !ok {
+		return bus.Message{}, fmt.Errorf("jetstream: message %d: subject %q is not a partition of this log", seq, m.Subject)
+	}
+	return bus.Message{Partition: p, Seq: m.Sequence, Time: m.Time, ProducerPos: producerPos(m.Header), Payload: m.Data}, nil
+}

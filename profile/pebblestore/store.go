@@ -10,7 +10,7 @@
 //	'o' part                      -> last committed log sequence
 //	'i' part pseudonym            -> profile id (pseudonym, partition)
 //	'p' part pseudonym            -> profile record
-//	'h' part pseudonym time hash  -> one sealed event of that subject
+//	'h' part pseudonym time hash  -> where the log holds one event of that subject
 //	'x' key                       -> extension: another consumer's state
 package pebblestore
 
@@ -179,10 +179,15 @@ func (s *Store) History(_ context.Context, subjects []profile.Ref, before profil
 				return nil, fmt.Errorf("%w: history key of %s", profile.ErrCorrupt, sub.P)
 			}
 			nanos := int64(binary.BigEndian.Uint64(k[len(lower):]) ^ (1 << 63))
+			v := it.Value()
+			if len(v) != 12 {
+				it.Close()
+				return nil, fmt.Errorf("%w: history entry of %s", profile.ErrCorrupt, sub.P)
+			}
 			out = append(out, profile.Entry{
 				Subject: sub,
 				At:      profile.Cursor{Time: time.Unix(0, nanos).UTC(), Hash: binary.BigEndian.Uint64(k[len(lower)+8:])},
-				Event:   slices.Clone(it.Value()),
+				Log:     profile.LogRef{Seq: binary.BigEndian.Uint64(v), Index: binary.BigEndian.Uint32(v[8:])},
 			})
 			n++
 		}
@@ -268,7 +273,9 @@ func (s *Store) Commit(_ context.Context, b *profile.Batch) error {
 		}
 	}
 	for _, e := range b.Events {
-		if err := wb.Set(historyKey(e.Subject, e.At), e.Event, nil); err != nil {
+		v := binary.BigEndian.AppendUint64(make([]byte, 0, 12), e.Log.Seq)
+		v = binary.BigEndian.AppendUint32(v, e.Log.Index)
+		if err := wb.Set(historyKey(e.Subject, e.At), v, nil); err != nil {
 			return err
 		}
 	}
