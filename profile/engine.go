@@ -200,12 +200,37 @@ func (en *Engine) Run(ctx context.Context) error {
 	defer tick.Stop()
 	readCtx, stopRead := context.WithCancel(ctx)
 	defer stopRead()
+	// Two stages on two cores: the reader decodes and opens each message
+	// (the crypto and the parsing) while this goroutine applies the one
+	// before it.
 	readErr := make(chan error, 1)
+	ready := make(chan *prepared, 4)
 	go func() {
-		readErr <- en.log.Read(readCtx, bus.ReadOptions{FromSeq: from, Follow: true}, en.Apply)
+		defer close(ready)
+		readErr <- en.log.Read(readCtx, bus.ReadOptions{FromSeq: from, Follow: true}, func(ctx context.Context, m bus.Message) error {
+			pm := en.prepare(m)
+			select {
+			case ready <- pm:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
 	}()
 	for {
 		select {
+		case pm, ok := <-ready:
+			if !ok {
+				ready = nil // the reader ended: its error follows
+				continue
+			}
+			if err := en.applyPrepared(ctx, pm); err != nil {
+				stopRead()
+				for range ready {
+				}
+				<-readErr
+				return err
+			}
 		case <-tick.C:
 			en.mu.Lock()
 			err := en.flushLocked(ctx)
@@ -216,6 +241,11 @@ func (en *Engine) Run(ctx context.Context) error {
 				return err
 			}
 		case err := <-readErr:
+			for pm := range ready {
+				if aerr := en.applyPrepared(ctx, pm); aerr != nil && err == nil {
+					err = aerr
+				}
+			}
 			en.mu.Lock()
 			ferr := en.flushLocked(context.WithoutCancel(ctx))
 			en.mu.Unlock()
@@ -227,10 +257,73 @@ func (en *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Apply applies one log message; Run calls it for each message in log
-// order. A message at or before the committed position of its partition
-// is skipped.
+// Apply applies one log message, as Run does for each message in log order.
+// A message at or before the committed position of its partition is
+// skipped.
 func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
+	return en.applyPrepared(ctx, en.prepare(m))
+}
+
+// prepared is a log message decoded and opened, ready to apply.
+type prepared struct {
+	m      bus.Message
+	events []preparedEvent
+	err    error // a message that cannot be decoded: the engine stops
+}
+
+type preparedEvent struct {
+	e       nudge.Event
+	at      LogRef
+	subject Ref
+	ids     []Identity
+	erased  bool // its subject's key is shredded
+}
+
+// prepare does the per-event work that needs no engine state: decoding,
+// opening, finding the identifiers and their pseudonyms. It runs without
+// the engine's lock.
+func (en *Engine) prepare(m bus.Message) *prepared {
+	pm := &prepared{m: m}
+	at := LogRef{Seq: m.Seq}
+	pm.err = nudge.EachEncoded(m.Payload, func(raw []byte) error {
+		pe := preparedEvent{at: at, subject: Ref{Partition: m.Partition}}
+		at.Index++
+		if err := pe.e.Decode(raw); err != nil {
+			return fmt.Errorf("profile: log message %d: %w", m.Seq, err)
+		}
+		e := &pe.e
+		if e.Type == nudge.Erase {
+			pm.events = append(pm.events, pe)
+			return nil
+		}
+		if e.Subject != "" {
+			p, err := shred.ParsePseudonym(e.Subject)
+			if err != nil {
+				return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
+			}
+			pe.subject.P = p
+			if err := shred.OpenEvent(en.keys, e); errors.Is(err, shred.ErrShredded) {
+				pe.erased = true
+			} else if err != nil {
+				return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
+			}
+		} else {
+			pe.subject.P = en.keys.Pseudonym(e.CustomerKey())
+		}
+		if !pe.erased {
+			pe.ids = identifiers(e, en.cfg.IdentityTraits)
+			for i := range pe.ids {
+				pe.ids[i].Ref = en.ref(pe.ids[i].Value)
+			}
+		}
+		pm.events = append(pm.events, pe)
+		return nil
+	})
+	return pm
+}
+
+// applyPrepared applies a prepared message under the engine's lock.
+func (en *Engine) applyPrepared(ctx context.Context, pm *prepared) error {
 	en.mu.Lock()
 	defer en.mu.Unlock()
 	if en.err != nil {
@@ -241,14 +334,23 @@ func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
 			return err
 		}
 	}
+	m := pm.m
 	if m.Partition >= len(en.positions) {
 		return fmt.Errorf("profile: message %d of partition %d; the engine has %d", m.Seq, m.Partition, len(en.positions))
 	}
 	if m.Seq > en.positions[m.Partition] {
-		if err := en.applyMessage(ctx, m); err != nil {
-			en.err = err
-			return err
+		if pm.err != nil {
+			en.err = pm.err
+			return pm.err
 		}
+		for i := range pm.events {
+			if err := en.applyEvent(ctx, &pm.events[i]); err != nil {
+				en.err = err
+				return err
+			}
+		}
+		en.positions[m.Partition] = m.Seq
+		en.batch.Positions[m.Partition] = m.Seq
 	}
 	en.stats.AppliedSeq = max(en.stats.AppliedSeq, m.Seq)
 	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq
@@ -279,59 +381,22 @@ func (en *Engine) loadPositionsLocked(ctx context.Context) error {
 	return nil
 }
 
-func (en *Engine) applyMessage(ctx context.Context, m bus.Message) error {
-	at := LogRef{Seq: m.Seq}
-	err := nudge.EachEncoded(m.Payload, func(raw []byte) error {
-		var e nudge.Event
-		if err := e.Decode(raw); err != nil {
-			return fmt.Errorf("profile: log message %d: %w", m.Seq, err)
-		}
-		err := en.applyEvent(ctx, m.Partition, &e, at)
-		at.Index++
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	en.positions[m.Partition] = m.Seq
-	en.batch.Positions[m.Partition] = m.Seq
-	return nil
-}
-
-func (en *Engine) applyEvent(ctx context.Context, part int, e *nudge.Event, at LogRef) error {
+func (en *Engine) applyEvent(ctx context.Context, pe *preparedEvent) error {
+	e, subject, ids := &pe.e, pe.subject, pe.ids
 	if e.Type == nudge.Erase {
 		return en.replayErase(ctx, e)
 	}
-	subject := Ref{Partition: part}
-	if e.Subject != "" {
-		p, err := shred.ParsePseudonym(e.Subject)
-		if err != nil {
-			return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
-		}
-		subject.P = p
-		if err := shred.OpenEvent(en.keys, e); err != nil {
-			if errors.Is(err, shred.ErrShredded) {
-				en.stats.Dropped++
-				return nil
-			}
-			return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
-		}
-	} else {
-		subject.P = en.keys.Pseudonym(e.CustomerKey())
+	if pe.erased || en.keys.Shredded(subject.P) {
+		en.stats.Dropped++
+		return nil
 	}
-
-	ids := identifiers(e, en.cfg.IdentityTraits)
 	for i := range ids {
-		ids[i].Ref = en.ref(ids[i].Value)
 		if en.keys.Shredded(ids[i].Ref.P) {
 			// The event names an erased person: it is dropped, and the
 			// identifier it arrived with is erased too, so that what the log
 			// holds of it can never be read.
 			en.stats.Dropped++
-			if err := en.keys.Shred(subject.P); err != nil {
-				return err
-			}
-			return nil
+			return en.keys.Shred(subject.P)
 		}
 	}
 	if len(ids) == 0 {
@@ -357,7 +422,7 @@ func (en *Engine) applyEvent(ctx context.Context, part int, e *nudge.Event, at L
 	en.batch.Events = append(en.batch.Events, Entry{
 		Subject: subject,
 		At:      Cursor{Time: e.Timestamp, Hash: xxhash.Sum64String(e.Source + "\x00" + e.MessageID)},
-		Log:     at,
+		Log:     pe.at,
 	})
 	en.stats.Events++
 	return nil
