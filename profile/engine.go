@@ -221,8 +221,8 @@ func (en *Engine) Run(ctx context.Context) error {
 		select {
 		case pm, ok := <-ready:
 			if !ok {
-				ready = nil // the reader ended: its error follows
-				continue
+				// The reader ended: its error is in readErr.
+				return en.finish(ctx, <-readErr, nil)
 			}
 			if err := en.applyPrepared(ctx, pm); err != nil {
 				stopRead()
@@ -241,20 +241,28 @@ func (en *Engine) Run(ctx context.Context) error {
 				return err
 			}
 		case err := <-readErr:
-			for pm := range ready {
-				if aerr := en.applyPrepared(ctx, pm); aerr != nil && err == nil {
-					err = aerr
-				}
-			}
-			en.mu.Lock()
-			ferr := en.flushLocked(context.WithoutCancel(ctx))
-			en.mu.Unlock()
-			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-				err = nil
-			}
-			return errors.Join(err, ferr)
+			return en.finish(ctx, err, ready)
 		}
 	}
+}
+
+// finish ends Run once the reader has stopped with err: it applies what
+// was prepared (ready, closed by the reader, or nil) and commits.
+func (en *Engine) finish(ctx context.Context, err error, ready <-chan *prepared) error {
+	if ready != nil {
+		for pm := range ready {
+			if aerr := en.applyPrepared(ctx, pm); aerr != nil && err == nil {
+				err = aerr
+			}
+		}
+	}
+	en.mu.Lock()
+	ferr := en.flushLocked(context.WithoutCancel(ctx))
+	en.mu.Unlock()
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		err = nil
+	}
+	return errors.Join(err, ferr)
 }
 
 // Apply applies one log message, as Run does for each message in log order.
