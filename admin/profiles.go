@@ -16,6 +16,10 @@ import (
 	"github.com/nudge-dev/nudge/profile"
 )
 
+// readYourWrites bounds how long a profile read waits for the events
+// acknowledged before it.
+const readYourWrites = 5 * time.Second
+
 const (
 	recentEvents      = 20
 	defaultPageEvents = 50
@@ -95,9 +99,19 @@ func (a *API) caughtUp(ctx context.Context) error {
 
 // findProfile answers the common start of the profile routes: wait, find,
 // or write the error and return nil.
+//
+// A read waits at most readYourWrites for the profiles to catch up; when
+// they are further behind (a consumer that lags under load), it answers
+// with what is applied and says so in the Nudge-Profiles-Behind header,
+// rather than hold every reader until the lag is gone.
 func (a *API) findProfile(w http.ResponseWriter, r *http.Request) (*profile.Profile, context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	if err := a.caughtUp(ctx); err != nil {
+	wait, stop := context.WithTimeout(ctx, readYourWrites)
+	err := a.caughtUp(wait)
+	stop()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		w.Header().Set("Nudge-Profiles-Behind", "true")
+	} else if err != nil {
 		a.logger.Warn("profiles are not caught up with ingest", "err", err)
 		api.WriteError(w, api.ErrUnavailable)
 		cancel()
