@@ -1,13 +1,17 @@
-// Package journey holds nudge's journeys as code: the Go types of a journey
-// definition, its YAML format (Parse, LoadDir), the rules a definition must
-// follow (Journey.Validate), and its conditions, CEL expressions compiled
-// once at load (Condition, Expr, Vars).
+// Package journey holds nudge's journeys as code and runs them: the Go
+// types of a journey definition, its YAML format (Parse, LoadDir), the
+// rules a definition must follow (Journey.Validate), its conditions, CEL
+// expressions compiled once at load (Condition, Expr, Vars), its Liquid
+// templates (Template), and the Runtime, a profile.Reactor that runs the
+// journeys inside the profile engine's transactions: triggers and pattern
+// windows over event time, runs, durable timers, send jobs delivered
+// through channels (package channel), stats.
 //
-// A definition is data: this package does not run journeys. The runtime
-// reads a *Journey and never needs to know the YAML it came from: defaults
-// are filled in (a step's fall-through target, reentry, allowed lateness)
-// and every expression is compiled. The format is documented for authors in
-// docs/journeys.md.
+// A definition is data: the runtime reads a *Journey and never needs to
+// know the YAML it came from: defaults are filled in (a step's
+// fall-through target, reentry, allowed lateness) and every expression is
+// compiled. The format and what a run does are documented for authors in
+// docs/journeys.md; the runtime's key layout is in record.go.
 //
 // A *Journey is immutable once returned by Parse and safe for concurrent
 // use; its conditions may be evaluated from many goroutines, each with its

@@ -1030,11 +1030,31 @@ func (d *decoder) texts(v val) map[string]string {
 		if !ok {
 			continue
 		}
-		if text, ok := d.str(d.value(kv.Value, joinPath(v.path, name), kl)); ok {
+		tv := d.value(kv.Value, joinPath(v.path, name), kl)
+		if text, ok := d.str(tv); ok {
 			out[name] = text
+			d.template(tv, text)
 		}
 	}
 	return out
+}
+
+// template reports a Liquid text that does not parse, at its line.
+func (d *decoder) template(v val, text string) {
+	_, err := ParseTemplate(text)
+	var te *TemplateError
+	if !errors.As(err, &te) {
+		return
+	}
+	at := v
+	if te.Line > 1 {
+		if _, block := v.n.(*ast.LiteralNode); block {
+			at.line = v.line + te.Line // a block's text starts below its key
+		} else {
+			at.line = v.line + te.Line - 1
+		}
+	}
+	d.errorf(at, "the template does not parse: %s", te.Msg)
 }
 
 // assignments reads trait: value pairs; a value {expr: ...} is an

@@ -1,0 +1,123 @@
+// Package channel is the contract between journeys and the systems that
+// deliver their messages: email and SMS providers, push services, webhooks,
+// a log for development. One sub-package per provider, named for what it
+// talks to (channel/webhook, channel/logchan); the journey runtime knows
+// only this package.
+//
+// A journey's send step renders its fields (subject, body, url...) into a
+// Message and hands it to the Channel named in the step. Which fields a
+// channel reads is that channel's own contract, documented in its package.
+//
+// # Delivery
+//
+// The runtime calls Send from its dispatcher after the send job is durable,
+// and records the outcome afterwards. A crash between a provider accepting
+// a message and the runtime recording it means the job is sent again after
+// the restart, with the same IdempotencyKey: a channel passes the key to
+// providers that honour one (the webhook channel sends it as the
+// Idempotency-Key header), so that the receiver can drop the repeat.
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Message is one message to deliver.
+type Message struct {
+	// IdempotencyKey is the same every time this message is attempted, and
+	// different for every other message: the run id and the step id (with
+	// the visit's number when a run passes the same step again).
+	IdempotencyKey string
+	// Channel is the name of the channel the step named.
+	Channel string
+	// Journey, Version, Step and Variant say which send step made the
+	// message; Variant is the split variant the run took ("" if none).
+	Journey string
+	Version int
+	Step    string
+	Variant string
+	// Recipient is the person the message is for.
+	Recipient Recipient
+	// Fields are the rendered texts of the step's content (or of its named
+	// template), by field name.
+	Fields map[string]string
+	// Transactional messages (receipts, password resets) skip marketing
+	// consent; see docs/journeys.md.
+	Transactional bool
+	// CreatedAt is when the run decided to send (the runtime's clock).
+	CreatedAt time.Time
+}
+
+// Recipient names a person: their profile id (a pseudonym) and the
+// identifiers their profile holds, by kind: "userId", "anonymousId",
+// "email" and configured identifying traits such as "phone". Identifiers
+// are personal data: channels must not log them.
+type Recipient struct {
+	ProfileID   string
+	Identifiers map[string]string
+}
+
+// Channel delivers messages.
+type Channel interface {
+	// Name is the name send steps use ("webhook", "log", "email"...).
+	Name() string
+	// Send delivers m, or returns why not. The caller owns ctx and bounds it
+	// with a deadline. An error is retryable unless it is (or wraps) an
+	// *Error with Permanent set: a network failure, a timeout or a 5xx
+	// answer may pass if tried again; a request the provider refuses (a bad
+	// address, a 4xx answer) will not. Send may be called concurrently, and
+	// again with the same message after a crash (see the package
+	// documentation).
+	Send(ctx context.Context, m *Message) error
+}
+
+// Error is a failed delivery that says whether to try again.
+type Error struct {
+	Err error
+	// Permanent: retrying cannot help.
+	Permanent bool
+	// RetryAfter, when positive, is how long the provider asked to wait
+	// before the next attempt (HTTP Retry-After).
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	kind := "retryable"
+	if e.Permanent {
+		kind = "permanent"
+	}
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("%s (%s, retry after %s)", e.Err, kind, e.RetryAfter)
+	}
+	return fmt.Sprintf("%s (%s)", e.Err, kind)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent marks err as a failure that retrying cannot fix.
+func Permanent(err error) error { return &Error{Err: err, Permanent: true} }
+
+// Retryable marks err as a failure that may pass later; after, when
+// positive, is the wait the provider asked for.
+func Retryable(err error, after time.Duration) error {
+	return &Error{Err: err, RetryAfter: after}
+}
+
+// IsPermanent reports whether err says that retrying cannot help. Errors
+// that do not say are retryable.
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Permanent
+}
+
+// RetryAfter returns the wait err asks for before the next attempt, or 0.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
