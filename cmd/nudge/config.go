@@ -33,6 +33,11 @@ type Config struct {
 	// IdentityTraits are the traits besides email whose values identify a
 	// person across profiles.
 	IdentityTraits []string `yaml:"identity_traits"`
+	// Journeys is a directory of journey files; empty runs the shipped
+	// examples.
+	Journeys      string `yaml:"journeys"`
+	WebhookURL    string `yaml:"webhook_url"`
+	WebhookSecret string `yaml:"webhook_secret"`
 }
 
 func defaultConfig() Config {
@@ -90,6 +95,9 @@ func flags(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.Shutdown, "shutdown-timeout", cfg.Shutdown, "how long a graceful shutdown may take")
+	fs.StringVar(&cfg.Journeys, "journeys", cfg.Journeys, "directory of journey files (YAML); empty: the shipped examples")
+	fs.StringVar(&cfg.WebhookURL, "webhook-url", cfg.WebhookURL, "URL of the webhook channel for messages that name none")
+	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "secret that signs webhooks (HMAC-SHA256); empty: a development one kept in the data directory")
 	fs.Var(&listFlag{list: &cfg.IdentityTraits}, "identity-trait", "a trait that identifies a person besides email (default phone); repeatable (env: comma-separated)")
 	return fs
 }

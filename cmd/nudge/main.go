@@ -86,7 +86,11 @@ func runCheck(args []string, stdout io.Writer, getenv func(string) string) error
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	fmt.Fprintln(stdout, "configuration ok")
+	js, err := loadJourneys(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "configuration ok, %d journeys ok\n", len(js))
 	return nil
 }
 

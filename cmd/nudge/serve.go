@@ -22,6 +22,7 @@ import (
 	"github.com/nudge-dev/nudge/bus/jetstream"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/ingest"
+	"github.com/nudge-dev/nudge/journey"
 	"github.com/nudge-dev/nudge/metrics"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/profile/pebblestore"
@@ -31,14 +32,15 @@ import (
 
 // Files in the data directory.
 const (
-	lockFile       = "LOCK"
-	devKeyFile     = "dev-write-key"
-	adminTokenFile = "admin-token"
-	dedupFile      = "dedup.snapshot"
-	walDir         = "wal"
-	jetstreamDir   = "jetstream"
-	keyringFile    = "keys"
-	profilesDir    = "profiles"
+	lockFile          = "LOCK"
+	devKeyFile        = "dev-write-key"
+	adminTokenFile    = "admin-token"
+	dedupFile         = "dedup.snapshot"
+	walDir            = "wal"
+	jetstreamDir      = "jetstream"
+	keyringFile       = "keys"
+	webhookSecretFile = "webhook-secret"
+	profilesDir       = "profiles"
 )
 
 const dedupSnapshotEvery = 5 * time.Minute
@@ -112,6 +114,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	profiles := profile.NewEngine(profile.Config{Partitions: cfg.Partitions, IdentityTraits: cfg.IdentityTraits},
 		store, keys, log, logger.With("component", "profiles"))
 
+	js, err := loadJourneys(cfg)
+	if err != nil {
+		return err
+	}
+	chans, err := channels(cfg, logger.With("component", "channels"))
+	if err != nil {
+		return err
+	}
+	journeys, err := journey.NewRuntime(journey.Config{
+		Engine: profiles, Store: store, Keys: keys, Logger: logger.With("component", "journeys"),
+	}, js, chans)
+	if err != nil {
+		return fmt.Errorf("journeys: %w", err)
+	}
+	profiles.SetReactor(journeys)
+
 	// Metrics and readiness. The profile consumer is ready once it has
 	// applied what the log holds now.
 	startSeq, err := log.LastSeq(ctx)
@@ -161,6 +179,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	go func() { fwdDone <- fwd.Run(runCtx) }()
 	profilesDone := make(chan error, 1)
 	go func() { profilesDone <- profiles.Run(runCtx) }()
+	journeysDone := make(chan error, 1)
+	go func() { journeysDone <- journeys.Run(runCtx) }()
 	snapDone := make(chan struct{})
 	go func() {
 		defer close(snapDone)
@@ -168,7 +188,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
-	logger.Info("nudge started", "version", buildVersion(), "http", ln.Addr().String(),
+	logger.Info("nudge started", "version", buildVersion(), "http", ln.Addr().String(), "journeys", len(js),
 		"data", cfg.Data, "event_log", logKind(cfg), "partitions", cfg.Partitions, "durability", cfg.Durability)
 	fmt.Fprintf(stdout, "nudge listening on http://%s\n", ln.Addr())
 
@@ -180,6 +200,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("forwarder: %w", err)
 	case err := <-profilesDone:
 		return fmt.Errorf("profiles: %w", err)
+	case err := <-journeysDone:
+		return fmt.Errorf("journeys: %w", err)
 	}
 
 	// Shutdown in order: stop intake, forward what was acknowledged, make it
@@ -193,6 +215,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	stopRun()
 	<-fwdDone
 	<-snapDone
+	// Journeys commit through the profile engine: they stop first.
+	if err := <-journeysDone; err != nil {
+		logger.Warn("journeys stopped with an error", "err", err)
+	}
 	if err := <-profilesDone; err != nil {
 		logger.Warn("profiles stopped with an error", "err", err)
 	}
