@@ -11,22 +11,28 @@ import (
 	"github.com/nudge-dev/nudge/channel/logchan"
 )
 
-func TestLogsFieldsNotIdentifiers(t *testing.T) {
-	var buf bytes.Buffer
-	c := logchan.New("email", slog.New(slog.NewTextHandler(&buf, nil)))
-	if c.Name() != "email" {
-		t.Fatal(c.Name())
-	}
-	err := c.Send(context.Background(), &channel.Message{
+func TestLogsNoPersonalDataAtInfo(t *testing.T) {
+	msg := &channel.Message{
 		IdempotencyKey: "r.s", Journey: "welcome", Step: "s",
 		Recipient: channel.Recipient{ProfileID: "pid", Identifiers: map[string]string{"email": "ann@example.com"}},
 		Fields:    map[string]string{"subject": "Welcome, Ann!"},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	out := buf.String()
-	if !strings.Contains(out, "Welcome, Ann!") || !strings.Contains(out, "profile=pid") || strings.Contains(out, "ann@example.com") {
-		t.Fatalf("log line %q", out)
+	for _, tc := range []struct {
+		level    slog.Level
+		wantText bool
+	}{{slog.LevelInfo, false}, {slog.LevelDebug, true}} {
+		var buf bytes.Buffer
+		c := logchan.New("email", slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tc.level})))
+		if c.Name() != "email" {
+			t.Fatal(c.Name())
+		}
+		if err := c.Send(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		if strings.Contains(out, "Welcome, Ann!") != tc.wantText || !strings.Contains(out, "profile=pid") ||
+			!strings.Contains(out, "field_bytes.subject=13") || strings.Contains(out, "ann@example.com") {
+			t.Fatalf("at level %v: log %q", tc.level, out)
+		}
 	}
 }
