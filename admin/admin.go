@@ -19,6 +19,7 @@ import (
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/journey"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/shred"
 )
@@ -45,6 +46,7 @@ type Config struct {
 	Keys      *shred.Keyring
 	Profiles  *profile.Engine
 	Erasures  Erasures
+	Journeys  *journey.Runtime
 }
 
 // API serves the admin routes.
@@ -55,6 +57,7 @@ type API struct {
 	keys     *shred.Keyring
 	profiles *profile.Engine
 	erasures Erasures
+	journeys *journey.Runtime
 	logger   *slog.Logger
 
 	closing   chan struct{} // closed by CloseStreams
@@ -65,7 +68,7 @@ type API struct {
 func New(cfg Config, logger *slog.Logger) *API {
 	return &API{
 		token: cfg.Token, log: cfg.Log, fwd: cfg.Forwarded, keys: cfg.Keys,
-		profiles: cfg.Profiles, erasures: cfg.Erasures, logger: logger,
+		profiles: cfg.Profiles, erasures: cfg.Erasures, journeys: cfg.Journeys, logger: logger,
 		closing: make(chan struct{}),
 	}
 }
@@ -85,6 +88,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/profiles/{id}/events", a.auth(http.HandlerFunc(a.profileEvents)))
 	mux.Handle("GET /v1/profiles/{id}/export", a.auth(http.HandlerFunc(a.exportProfile)))
 	mux.Handle("DELETE /v1/profiles/{id}", a.auth(http.HandlerFunc(a.deleteProfile)))
+	mux.Handle("GET /v1/journeys", a.auth(http.HandlerFunc(a.listJourneys)))
+	mux.Handle("GET /v1/journeys/{id}/stats", a.auth(http.HandlerFunc(a.journeyStats)))
 	// Go's profiler, for an operator chasing CPU or memory.
 	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))

@@ -152,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys, Metrics: mx.Ingest},
 		w, ix, time.Now, logger.With("component", "ingest")).Register(mux)
 	adminAPI := admin.New(admin.Config{
-		Token: cfg.AdminToken, Log: log, Forwarded: fwd, Keys: keys, Profiles: profiles, Erasures: fwd,
+		Token: cfg.AdminToken, Log: log, Forwarded: fwd, Keys: keys, Profiles: profiles, Erasures: fwd, Journeys: journeys,
 	}, logger.With("component", "admin"))
 	adminAPI.Register(mux)
 	// Open to anyone who can reach the listen address, as Prometheus
