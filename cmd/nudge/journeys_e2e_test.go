@@ -98,3 +98,37 @@ func runBinary(args ...string) (string, error) {
 	out, err := exec.Command(binary, args...).CombinedOutput()
 	return string(out), err
 }
+
+// A full run with the shipped journeys (welcome, cart, loyalty...) at debug
+// level off, profile reads, a failing webhook and an erasure: the logs never
+// name the customer's email, user id or name.
+func TestLogsHoldNoPersonalData(t *testing.T) {
+	p := start(t, t.TempDir(), "--log-level", "info", "--log-format", "json")
+	const email, user, name = "private.person@example.org", "user-private-99", "Zebulon"
+	p.mustPost("/v1/batch", `{"batch":[
+		{"type":"identify","userId":"`+user+`","traits":{"email":"`+email+`","first_name":"`+name+`"}},
+		{"type":"track","userId":"`+user+`","event":"Signed Up"},
+		{"type":"track","userId":"`+user+`","event":"Product Added","properties":{"product_id":"p1","sku":"SKU-1","name":"Shoe","price":10}},
+		{"type":"track","userId":"`+user+`","event":"Order Completed","properties":{"revenue":10}},
+		{"type":"track","userId":"`+user+`","event":"Product Viewed","properties":{"category":"shoes","name":"Shoe"}},
+		{"type":"track","userId":"`+user+`","event":"Product Viewed","properties":{"category":"shoes","name":"Shoe"}},
+		{"type":"track","userId":"`+user+`","event":"Product Viewed","properties":{"category":"shoes","name":"Shoe"}}]}`)
+	if d := p.profile(email); d.Computed.Counts["Signed Up"] != 1 {
+		t.Fatalf("profile: %+v", d)
+	}
+	// The welcome email went through the log channel.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), `"journey":"welcome"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no welcome message logged within 30 s\n%s", p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.admin(http.MethodDelete, "/v1/profiles/"+user)
+	p.stop()
+	for _, s := range []string{email, user, name} {
+		if strings.Contains(p.stderr.String(), s) {
+			t.Errorf("the log names %q:\n%s", s, p.stderr)
+		}
+	}
+}
