@@ -49,6 +49,10 @@ type Message struct {
 	Transactional bool
 	// CreatedAt is when the run decided to send (the runtime's clock).
 	CreatedAt time.Time
+	// TriggeredAt is when nudge acknowledged the event that made the run
+	// send (its receivedAt); zero when a timer did. Time to trigger is
+	// from it to the send attempt.
+	TriggeredAt time.Time
 }
 
 // Recipient names a person: their profile id (a pseudonym) and the

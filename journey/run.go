@@ -545,6 +545,9 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 		Variant: r.variant, Recipient: channel.Recipient{ProfileID: w.ref.P.String(), Identifiers: ids},
 		Fields: fields, Transactional: snd.Transactional, CreatedAt: fromNanos(t.now),
 	}
+	if t.event != nil {
+		m.TriggeredAt = t.event.ReceivedAt
+	}
 	v, err := t.rt.encodeJob(w.ref, m, 0)
 	if err != nil {
 		t.fail(err)

@@ -84,6 +84,10 @@ type Config struct {
 	// Batch is how many timers, or send jobs, one engine transaction
 	// handles (default 1,000).
 	Batch int
+	// TimeToTrigger, when set, is told of every first send attempt that an
+	// event caused: its channel and the time from the event's
+	// acknowledgement to the attempt (the metrics histogram).
+	TimeToTrigger func(channel string, d time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -225,6 +229,7 @@ type txn struct {
 	lowTimer []byte          // the lowest timer key armed in this call
 	jobs     bool            // a send job was written
 	err      error           // the first error of a step (the call fails with it)
+	event    *nudge.Event    // the event being reacted to; nil when a timer fired
 }
 
 func (rt *Runtime) begin(ctx context.Context, tx *profile.Tx) *txn {
@@ -528,6 +533,7 @@ func rawText(raw json.RawMessage) string {
 // (goals, exit rules, waits for events), then to every journey's trigger.
 func (rt *Runtime) React(ctx context.Context, tx *profile.Tx, p *profile.Profile, e *nudge.Event) error {
 	t := rt.begin(ctx, tx)
+	t.event = e
 	if len(t.cat.byVer) == 0 || !t.cat.interested(e) {
 		return nil
 	}

@@ -92,6 +92,7 @@ func (rt *Runtime) encodeJob(ref profile.Ref, m *channel.Message, attempts int) 
 	}
 	w.bool(m.Transactional)
 	w.time(m.CreatedAt)
+	w.time(m.TriggeredAt)
 	h := jobHeader{ref: ref, journey: m.Journey, version: m.Version, step: m.Step, attempts: attempts, body: w.b}
 	if rt.cfg.Keys != nil {
 		sealed, err := rt.seal(ref.P, w.b)
@@ -144,6 +145,7 @@ func (rt *Runtime) decodeJob(h *jobHeader) (*channel.Message, error) {
 	}
 	m.Transactional = r.bool()
 	m.CreatedAt = r.time()
+	m.TriggeredAt = r.time()
 	if r.err != nil {
 		return nil, fmt.Errorf("journey: send job: %w", r.err)
 	}
@@ -245,6 +247,9 @@ func (rt *Runtime) deliver(ctx context.Context) (next int64, n int, err error) {
 			defer func() { <-sem }()
 			sctx, cancel := context.WithTimeout(ctx, rt.cfg.SendTimeout)
 			defer cancel()
+			if !d.m.TriggeredAt.IsZero() && d.h.attempts == 0 && rt.cfg.TimeToTrigger != nil {
+				rt.cfg.TimeToTrigger(d.m.Channel, rt.cfg.Clock.Now().Sub(d.m.TriggeredAt))
+			}
 			d.err = ch.Send(sctx, d.m)
 		}()
 	}

@@ -95,6 +95,20 @@ func (m *Metrics) ForwardLag(lag func() uint64) {
 	}, func() float64 { return float64(lag()) }))
 }
 
+// TimeToTrigger registers the time-to-trigger histogram and returns the
+// function that observes it (journey.Config.TimeToTrigger): from the
+// acknowledgement of the event that made a journey send to the first send
+// attempt, by channel.
+func (m *Metrics) TimeToTrigger() func(channel string, d time.Duration) {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nudge_time_to_trigger_seconds",
+		Help:    "From the acknowledgement of the event that made a journey send to the send attempt, by channel.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"channel"})
+	m.Registry.MustRegister(h)
+	return func(channel string, d time.Duration) { h.WithLabelValues(channel).Observe(d.Seconds()) }
+}
+
 // Profiles exports the profile consumer's counters. stats
 // (profile.Engine.Stats) is called at every scrape; the counters start
 // from zero when nudge starts. Its lag is exported by Consumer.

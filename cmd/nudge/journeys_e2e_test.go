@@ -80,6 +80,11 @@ steps:
 	if code, body := p.admin(http.MethodGet, "/v1/journeys/nope/stats"); code != 404 || !strings.Contains(body, "not_found") {
 		t.Fatalf("stats of an unknown journey = %d %s", code, body)
 	}
+	// The send was timed from the event's acknowledgement.
+	code, body = p.admin(http.MethodGet, "/metrics")
+	if code != 200 || !strings.Contains(body, `nudge_time_to_trigger_seconds_count{channel="webhook"} 1`) {
+		t.Fatalf("no time to trigger observed in /metrics:\n%s", body)
+	}
 }
 
 func TestCheckNamesTheJourneyError(t *testing.T) {

@@ -122,8 +122,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	mx := metrics.New(logger.With("component", "metrics"))
 	journeys, err := journey.NewRuntime(journey.Config{
 		Engine: profiles, Store: store, Keys: keys, Logger: logger.With("component", "journeys"),
+		TimeToTrigger: mx.TimeToTrigger(),
 	}, js, chans)
 	if err != nil {
 		return fmt.Errorf("journeys: %w", err)
@@ -137,7 +139,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fmt.Errorf("event log: %w", err)
 	}
 	profilesConsumer := metrics.Consumer{Name: "profiles", Applied: func() uint64 { return profiles.Stats().AppliedSeq }}
-	mx := metrics.New(logger.With("component", "metrics"))
 	mx.WAL(w.Stats)
 	mx.ForwardLag(fwd.Lag)
 	mx.Profiles(profiles.Stats)
