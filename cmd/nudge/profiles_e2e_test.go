@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nudge-dev/nudge"
 )
@@ -35,9 +37,27 @@ type profileDoc struct {
 	Events []struct{ MessageID, Event string }
 }
 
+// profile reads a profile once the consumer has caught up with what was
+// acknowledged (a read answers after 5 s with what is applied, saying so in
+// Nudge-Profiles-Behind, so a busy machine may need a few).
 func (p *proc) profile(id string) profileDoc {
 	p.t.Helper()
-	code, body := p.admin(http.MethodGet, "/v1/profiles/"+url.PathEscape(id))
+	var code int
+	var body string
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		req, _ := http.NewRequest(http.MethodGet, p.url+"/v1/profiles/"+url.PathEscape(id), nil)
+		req.Header.Set("Authorization", "Bearer "+p.adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body = resp.StatusCode, string(b)
+		if resp.Header.Get("Nudge-Profiles-Behind") == "" || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 200 {
 		p.t.Fatalf("GET /v1/profiles/%s = %d %s", id, code, body)
 	}
