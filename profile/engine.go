@@ -674,9 +674,15 @@ func (en *Engine) seal(p *Profile) (*Record, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
 	}
+	// A key that ingest made is in the WAL records until the keyring is
+	// synced: only a key made here must be synced before the commit.
+	had := en.keys.Has(p.ID.P)
 	sealed, pending, err := en.keys.Seal(nil, p.ID.P, plain)
 	if err != nil {
 		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
+	}
+	if had {
+		pending = nil
 	}
 	rec := &Record{ID: p.ID, Identities: make([]Ref, len(p.Identities)), Sealed: sealed}
 	for i, id := range p.Identities {

@@ -725,6 +725,15 @@ func (k *Keyring) Shredded(p Pseudonym) bool {
 	return ok && s.ents[i].shredded
 }
 
+// Has reports whether p has a key (made by Seal or put back by Restore).
+func (k *Keyring) Has(p Pseudonym) bool {
+	s := k.shard(p)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.index[p]
+	return ok && !s.ents[i].shredded
+}
+
 // Len returns the number of pseudonyms with a key and of shredded ones.
 func (k *Keyring) Len() (keys, shredded int) {
 	for si := range k.shards {
