@@ -188,6 +188,12 @@ func (d *Decoder) byte() byte {
 	return c
 }
 
+// Uvarint reads a uvarint.
+func (d *Decoder) Uvarint() uint64 { return d.uvarint() }
+
+// Varint reads a varint.
+func (d *Decoder) Varint() int64 { return d.varint() }
+
 func (d *Decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {

@@ -91,43 +91,27 @@ func encodeProfile(p *Profile) ([]byte, error) {
 	b := make([]byte, 0, 256+p.State.sizeHint())
 	b = binary.AppendUvarint(b, uint64(len(p.Identities)))
 	for _, id := range p.Identities {
-		b = appendString(b, id.Kind)
-		b = appendString(b, id.Value)
+		b = nudge.AppendString(b, id.Kind)
+		b = nudge.AppendString(b, id.Value)
 	}
 	b = binary.AppendVarint(b, p.Refused)
 	return p.State.AppendBinary(b)
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func decodeProfile(rec *Record, b []byte) (*Profile, error) {
-	bad := func(what string) error { return fmt.Errorf("%w: profile %s: %s", ErrCorrupt, rec.ID.P, what) }
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n != uint64(len(rec.Identities)) {
-		return nil, bad("identities")
+	d := nudge.NewDecoder(b)
+	if n := d.Uvarint(); d.Err() != nil || n != uint64(len(rec.Identities)) {
+		return nil, fmt.Errorf("%w: profile %s: identities", ErrCorrupt, rec.ID.P)
 	}
-	b = b[k:]
-	p := &Profile{ID: rec.ID, Identities: make([]Identity, n)}
+	p := &Profile{ID: rec.ID, Identities: make([]Identity, len(rec.Identities))}
 	for i := range p.Identities {
-		for _, dst := range []*string{&p.Identities[i].Kind, &p.Identities[i].Value} {
-			l, k := binary.Uvarint(b)
-			if k <= 0 || uint64(len(b)-k) < l {
-				return nil, bad("identity")
-			}
-			*dst = string(b[k : k+int(l)])
-			b = b[k+int(l):]
-		}
-		p.Identities[i].Ref = rec.Identities[i]
+		p.Identities[i] = Identity{Kind: d.String(), Value: d.String(), Ref: rec.Identities[i]}
 	}
-	refused, k := binary.Varint(b)
-	if k <= 0 {
-		return nil, bad("refused")
+	p.Refused = d.Varint()
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("%w: profile %s: %v", ErrCorrupt, rec.ID.P, err)
 	}
-	p.Refused = refused
-	if err := p.State.UnmarshalBinary(b[k:]); err != nil {
+	if err := p.State.UnmarshalBinary(d.Rest()); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", rec.ID.P, err)
 	}
 	return p, nil

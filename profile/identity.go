@@ -95,7 +95,7 @@ func identifiers(e *nudge.Event, traitKinds []string) []Identity {
 }
 
 func contextTraits(ctx json.RawMessage) json.RawMessage {
-	if len(ctx) == 0 || !strings.Contains(string(ctx), `"traits"`) {
+	if len(ctx) == 0 || !bytes.Contains(ctx, []byte(`"traits"`)) {
 		return nil
 	}
 	var c struct {
