@@ -53,6 +53,10 @@ type Message struct {
 	// send (its receivedAt); zero when a timer did. Time to trigger is
 	// from it to the send attempt.
 	TriggeredAt time.Time
+	// UnsubscribeURL, when set, is the signed one-click unsubscribe link of
+	// this message (RFC 8058): email channels put it in the List-Unsubscribe
+	// header, with List-Unsubscribe-Post: List-Unsubscribe=One-Click.
+	UnsubscribeURL string
 }
 
 // Recipient names a person: their profile id (a pseudonym) and the
@@ -76,6 +80,69 @@ type Channel interface {
 	// again with the same message after a crash (see the package
 	// documentation).
 	Send(ctx context.Context, m *Message) error
+}
+
+// Idempotent is implemented by channels whose provider drops a repeated
+// message with the same IdempotencyKey (signed webhooks, APIs that take an
+// idempotency key). For the others (SMTP, most SMS and push APIs) the
+// delivery pipeline records a send as in flight before it starts and, after
+// a crash, does not repeat an in-flight marketing message (at most once);
+// see PRODUCT.md section 5.
+type Idempotent interface {
+	Idempotent() bool
+}
+
+// IsIdempotent reports whether ch says its provider drops repeats.
+func IsIdempotent(ch Channel) bool {
+	i, ok := ch.(Idempotent)
+	return ok && i.Idempotent()
+}
+
+// Feedback is what a provider reports about a message after it took it:
+// a delivery, a bounce, a complaint, an unsubscribe. Providers' webhook
+// parsers (sendgrid.ParseEvents, mailgun.ParseEvent, twilio.ParseStatus)
+// turn their callbacks into Feedback; nudge feeds it back as events
+// ("Message Delivered", "Message Bounced"...) and into suppression.
+type Feedback struct {
+	Kind FeedbackKind
+	// Key is the message's IdempotencyKey when the provider echoed it back
+	// (custom arguments, message variables, a status callback parameter);
+	// "" when it did not.
+	Key string
+	// ProfileID is the recipient's profile id when the provider echoed it.
+	ProfileID string
+	// Address is the email address or phone number the provider reports on.
+	Address string
+	// Channel is the kind of address: "email" or "sms".
+	Channel string
+	// At is when the provider says it happened.
+	At time.Time
+	// Reason is the provider's explanation, for bounces and failures.
+	Reason string
+	// ProviderID is the provider's own id of the message or event.
+	ProviderID string
+}
+
+// FeedbackKind says what happened to a message.
+type FeedbackKind string
+
+// The feedback kinds. Bounced (a hard bounce), Complained and Unsubscribed
+// suppress the address; Delivered, Failed and Deferred do not.
+const (
+	Delivered    FeedbackKind = "delivered"
+	Deferred     FeedbackKind = "deferred"
+	Failed       FeedbackKind = "failed"
+	Bounced      FeedbackKind = "bounced"
+	Complained   FeedbackKind = "complained"
+	Unsubscribed FeedbackKind = "unsubscribed"
+	Opened       FeedbackKind = "opened"
+	Clicked      FeedbackKind = "clicked"
+)
+
+// Suppresses reports whether feedback of kind k means: never send to this
+// address again.
+func (k FeedbackKind) Suppresses() bool {
+	return k == Bounced || k == Complained || k == Unsubscribed
 }
 
 // Error is a failed delivery that says whether to try again.

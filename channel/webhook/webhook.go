@@ -102,6 +102,10 @@ func New(cfg Config) (*Channel, error) {
 // Name implements channel.Channel.
 func (c *Channel) Name() string { return c.cfg.Name }
 
+// Idempotent: every request carries the Idempotency-Key header, and a
+// receiver that follows this package's contract drops repeats.
+func (c *Channel) Idempotent() bool { return true }
+
 // Envelope is the body of a message that has no body field.
 type Envelope struct {
 	IdempotencyKey string            `json:"idempotency_key"`
