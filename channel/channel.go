@@ -22,41 +22,68 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
 // Message is one message to deliver.
 type Message struct {
 	// IdempotencyKey is the same every time this message is attempted, and
-	// different for every other message: the run id and the step id (with
-	// the visit's number when a run passes the same step again).
-	IdempotencyKey string
+	// different for every other message (MessageKey).
+	IdempotencyKey string `json:"idempotencyKey"`
 	// Channel is the name of the channel the step named.
-	Channel string
+	Channel string `json:"channel"`
 	// Journey, Version, Step and Variant say which send step made the
 	// message; Variant is the split variant the run took ("" if none).
-	Journey string
-	Version int
-	Step    string
-	Variant string
+	Journey string `json:"journey"`
+	Version int    `json:"version"`
+	Step    string `json:"step"`
+	Variant string `json:"variant,omitempty"`
 	// Recipient is the person the message is for.
-	Recipient Recipient
+	Recipient Recipient `json:"recipient"`
 	// Fields are the rendered texts of the step's content (or of its named
 	// template), by field name.
-	Fields map[string]string
+	Fields map[string]string `json:"fields"`
 	// Transactional messages (receipts, password resets) skip marketing
 	// consent; see docs/journeys.md.
-	Transactional bool
+	Transactional bool `json:"transactional"`
 	// CreatedAt is when the run decided to send (the runtime's clock).
-	CreatedAt time.Time
+	CreatedAt time.Time `json:"createdAt"`
 	// TriggeredAt is when nudge acknowledged the event that made the run
 	// send (its receivedAt); zero when a timer did. Time to trigger is
 	// from it to the send attempt.
-	TriggeredAt time.Time
+	TriggeredAt time.Time `json:"triggeredAt"`
 	// UnsubscribeURL, when set, is the signed one-click unsubscribe link of
 	// this message (RFC 8058): email channels put it in the List-Unsubscribe
 	// header, with List-Unsubscribe-Post: List-Unsubscribe=One-Click.
-	UnsubscribeURL string
+	UnsubscribeURL string `json:"unsubscribeUrl,omitempty"`
+}
+
+// MessageKey is the idempotency key of the message a journey run's send
+// step makes: <journey>@<version>:<run id>.<step>, with .<n> added on the
+// run's n-th visit of the step (n > 1). Feedback about a message names its
+// journey, version and step through it (ParseMessageKey).
+func MessageKey(journey string, version int, run, step string, visit int64) string {
+	k := journey + "@" + strconv.Itoa(version) + ":" + run + "." + step
+	if visit > 1 {
+		k += "." + strconv.FormatInt(visit, 10)
+	}
+	return k
+}
+
+// ParseMessageKey recovers the journey, version and step of a MessageKey;
+// ok is false for other keys.
+func ParseMessageKey(key string) (journey string, version int, step string, ok bool) {
+	jv, rest, ok1 := strings.Cut(key, ":")
+	j, v, ok2 := strings.Cut(jv, "@")
+	_, st, ok3 := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(v)
+	if !ok1 || !ok2 || !ok3 || err != nil || j == "" || st == "" {
+		return "", 0, "", false
+	}
+	st, _, _ = strings.Cut(st, ".")
+	return j, n, st, true
 }
 
 // Recipient names a person: their profile id (a pseudonym) and the
@@ -64,8 +91,8 @@ type Message struct {
 // "email" and configured identifying traits such as "phone". Identifiers
 // are personal data: channels must not log them.
 type Recipient struct {
-	ProfileID   string
-	Identifiers map[string]string
+	ProfileID   string            `json:"profileId"`
+	Identifiers map[string]string `json:"identifiers"`
 }
 
 // Channel delivers messages.

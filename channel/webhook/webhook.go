@@ -41,7 +41,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -82,16 +81,12 @@ func New(cfg Config) (*Channel, error) {
 	if cfg.Name == "" {
 		cfg.Name = "webhook"
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Client = channel.HTTPClient(cfg.Client)
+	cfg.Now = channel.Clock(cfg.Now)
 	c := &Channel{cfg: cfg}
 	if cfg.URL != "" {
-		u, err := url.Parse(cfg.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		u, ok := channel.HTTPURL(cfg.URL)
+		if !ok {
 			return nil, fmt.Errorf("webhook: URL %q is not an http or https URL", cfg.URL)
 		}
 		c.base = u
@@ -162,16 +157,11 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("webhook: %w", err), 0)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return nil
-	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
-		return channel.Retryable(fmt.Errorf("webhook: the endpoint answered %d", code), retryAfter(resp.Header.Get("Retry-After"), c.cfg.Now()))
-	default:
-		return channel.Permanent(fmt.Errorf("webhook: the endpoint answered %d", code))
+	_, _ = channel.ReadBody(resp, 64<<10)
+	if code := resp.StatusCode; code < 200 || code > 299 {
+		return channel.HTTPError(resp, fmt.Errorf("webhook: the endpoint answered %d", code), c.cfg.Now())
 	}
+	return nil
 }
 
 func (c *Channel) target(field string) (string, error) {
@@ -196,24 +186,6 @@ func (c *Channel) target(field string) (string, error) {
 		return "", fmt.Errorf("webhook: the url field is not an http or https URL")
 	}
 	return u.String(), nil
-}
-
-// retryAfter parses a Retry-After header: seconds, or an HTTP date.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(min(s, 86400)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return min(t.Sub(now), 24*time.Hour)
-	}
-	return 0
 }
 
 // Sign returns the Nudge-Signature header of body, sent at t.
