@@ -77,6 +77,9 @@ const (
 	CodeInternal     = "internal"
 	CodeNotFound     = "not_found"
 	CodeInvalidQuery = "invalid_query"
+	// CodeInvalidJourney: a journey definition (PUT /v1/journeys/{id}) does
+	// not parse or validate; the message names each line and field.
+	CodeInvalidJourney = "invalid_journey"
 )
 
 // Errors shared by several APIs.
