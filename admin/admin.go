@@ -47,6 +47,9 @@ type Config struct {
 	Profiles  *profile.Engine
 	Erasures  Erasures
 	Journeys  *journey.Runtime
+	// Definitions is the journey store behind PUT and DELETE
+	// /v1/journeys/{id}.
+	Definitions *journey.Definitions
 }
 
 // API serves the admin routes.
@@ -58,6 +61,7 @@ type API struct {
 	profiles *profile.Engine
 	erasures Erasures
 	journeys *journey.Runtime
+	defs     *journey.Definitions
 	logger   *slog.Logger
 
 	closing   chan struct{} // closed by CloseStreams
@@ -68,7 +72,7 @@ type API struct {
 func New(cfg Config, logger *slog.Logger) *API {
 	return &API{
 		token: cfg.Token, log: cfg.Log, fwd: cfg.Forwarded, keys: cfg.Keys,
-		profiles: cfg.Profiles, erasures: cfg.Erasures, journeys: cfg.Journeys, logger: logger,
+		profiles: cfg.Profiles, erasures: cfg.Erasures, journeys: cfg.Journeys, defs: cfg.Definitions, logger: logger,
 		closing: make(chan struct{}),
 	}
 }
@@ -90,6 +94,13 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/profiles/{id}", a.auth(http.HandlerFunc(a.deleteProfile)))
 	mux.Handle("GET /v1/journeys", a.auth(http.HandlerFunc(a.listJourneys)))
 	mux.Handle("GET /v1/journeys/{id}/stats", a.auth(http.HandlerFunc(a.journeyStats)))
+	mux.Handle("GET /v1/journeys/{id}", a.auth(http.HandlerFunc(a.getJourney)))
+	mux.Handle("PUT /v1/journeys/{id}", a.auth(http.HandlerFunc(a.putJourney)))
+	mux.Handle("DELETE /v1/journeys/{id}", a.auth(http.HandlerFunc(a.deleteJourney)))
+	mux.Handle("GET /v1/dlq", a.auth(http.HandlerFunc(a.listDeadLetters)))
+	mux.Handle("GET /v1/dlq/{id}", a.auth(http.HandlerFunc(a.getDeadLetter)))
+	mux.Handle("POST /v1/dlq/{id}/redrive", a.auth(http.HandlerFunc(a.redriveDeadLetter)))
+	mux.Handle("DELETE /v1/dlq/{id}", a.auth(http.HandlerFunc(a.discardDeadLetter)))
 	// Go's profiler, for an operator chasing CPU or memory.
 	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))

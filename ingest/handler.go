@@ -9,6 +9,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -186,6 +187,33 @@ func (h *Handler) reject(w http.ResponseWriter, source string, e *api.Error) {
 // durable. A duplicate of an event being stored by another request waits
 // for that request's outcome.
 func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source string, events []nudge.Event, now time.Time) {
+	if err := h.store(ctx, source, events, now); err != nil {
+		writeError(w, err) // counted by store
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"success":true}`)
+}
+
+// Publish stores events that nudge makes itself (provider feedback,
+// engagement with messages) as if source had sent them: deduplicated by
+// messageId, sealed, durable when it returns.
+func (h *Handler) Publish(ctx context.Context, source string, events []nudge.Event) error {
+	now := h.now()
+	for i := range events {
+		events[i].ReceivedAt = now
+		if events[i].Timestamp.IsZero() {
+			events[i].Timestamp = now
+		}
+	}
+	if err := h.store(ctx, source, events, now); err != nil {
+		return fmt.Errorf("ingest: publish: %s", err.Message)
+	}
+	return nil
+}
+
+// store keeps the events not seen before, durably, and counts them.
+func (h *Handler) store(ctx context.Context, source string, events []nudge.Event, now time.Time) *api.Error {
 	keys := make([]dedup.Key, len(events))
 	for i := range events {
 		events[i].Source = source
@@ -193,8 +221,8 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 	}
 	claim, err := h.dedup.Claim(ctx, keys, now)
 	if err != nil {
-		h.reject(w, source, errUnavailable)
-		return
+		h.metrics.Rejected(source, errUnavailable.Code)
+		return errUnavailable
 	}
 	fresh := events[:0]
 	for i, ok := range claim.Fresh() {
@@ -207,14 +235,14 @@ func (h *Handler) accept(w http.ResponseWriter, ctx context.Context, source stri
 		if dropped, err = h.write(ctx, fresh); err != nil {
 			h.dedup.Release(claim)
 			h.logger.Error("write-ahead append failed", "err", err)
-			h.reject(w, source, storeError(err))
-			return
+			e := storeError(err)
+			h.metrics.Rejected(source, e.Code)
+			return e
 		}
 	}
 	h.dedup.Commit(claim, now)
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"success":true}`)
 	h.count(source, fresh, len(events)-len(fresh), dropped)
+	return nil
 }
 
 // count reports an accepted request's events: the fresh ones by type (a

@@ -213,14 +213,14 @@ steps:
 				}
 			}
 			h.flush()
-			h.clock.Advance(72 * time.Hour)
+			h.Clock.Advance(72 * time.Hour)
 			if os.Getenv("WARM") == "" {
 				h.crash() // a restart: nothing in memory
 			}
 			cpu := startCPU()
 			start := time.Now()
 			b.ResetTimer()
-			n, err := h.rt.FireDue(context.Background())
+			n, err := h.Runtime.FireDue(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}

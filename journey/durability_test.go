@@ -61,15 +61,15 @@ func TestOverdueTimersFireInDueOrder(t *testing.T) {
 		h.send(h.ev(u, "Signed Up", "", time.Duration(i)*time.Minute))
 	}
 	h.flush()
-	h.clock.Advance(10 * 24 * time.Hour) // down for ten days
-	h.cfg.SendWorkers = 1                // one worker: deliveries in job order
+	h.Clock.Advance(10 * 24 * time.Hour) // down for ten days
+	h.Config.SendWorkers = 1             // one worker: deliveries in job order
 	h.crash()
 	var order []string
-	h.chans["email"].fail = func(m *channel.Message, _ int) error {
+	h.Channels["email"].Fail = func(m *channel.Message, _ int) error {
 		order = append(order, m.Recipient.Identifiers["userId"])
 		return nil
 	}
-	if n, err := h.rt.FireDue(context.Background()); err != nil || n != 3 {
+	if n, err := h.Runtime.FireDue(context.Background()); err != nil || n != 3 {
 		t.Fatalf("fired %d, %v", n, err)
 	}
 	h.settle()
@@ -94,13 +94,17 @@ func (f *flakyEngine) Do(ctx context.Context, fn func(*profile.Tx) error) error 
 	return f.Engine.Do(ctx, fn)
 }
 
+// A provider that drops repeats (a signed webhook) gets the message again
+// after a crash between its answer and the record, with the same key.
 func TestCrashBetweenDeliveryAndRecordResendsWithTheSameKey(t *testing.T) {
 	h := newHarness(t, journeyOf(t, welcomeDoc))
-	flaky := &flakyEngine{Engine: h.en}
-	h.rt.cfg.Engine = flaky
+	h.Channels["email"].DropsRepeats = true
+	h.Runtime.lanes["email"].idem = true
+	flaky := &flakyEngine{Engine: h.Engine}
+	h.Runtime.cfg.Engine = flaky
 	h.send(h.ev("ann", "Signed Up", "", 0))
 	flaky.failIn.Store(2) // the barrier passes, the record fails
-	if _, err := h.rt.Deliver(context.Background()); !errors.Is(err, errCrash) {
+	if _, err := h.Runtime.Deliver(context.Background()); !errors.Is(err, errCrash) {
 		t.Fatalf("deliver: %v", err)
 	}
 	first := h.sent("email")
@@ -119,10 +123,10 @@ func TestCrashBetweenDeliveryAndRecordResendsWithTheSameKey(t *testing.T) {
 func TestRunLoopFiresAndDelivers(t *testing.T) {
 	h := newHarness(t, journeyOf(t, welcomeDoc))
 	got := make(chan *channel.Message, 10)
-	h.chans["email"].sent = got
+	h.Channels["email"].Sent = got
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.rt.Run(ctx) }()
+	go func() { done <- h.Runtime.Run(ctx) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -144,8 +148,8 @@ func TestRunLoopFiresAndDelivers(t *testing.T) {
 	wait("hello") // delivered on the kick, without the clock moving
 	// The loop sleeps until the timeout (48h + 5m of lateness) on the fake
 	// clock; moving the clock wakes it.
-	h.clock.awaitWait(t, h.clock.Now().Add(48*time.Hour+5*time.Minute))
-	h.clock.Advance(48*time.Hour + 5*time.Minute)
+	awaitWait(t, h.Clock, h.Clock.Now().Add(48*time.Hour+5*time.Minute))
+	h.Clock.Advance(48*time.Hour + 5*time.Minute)
 	wait("incentive")
 }
 
@@ -168,11 +172,12 @@ func TestWebhookChannelSignsEndToEnd(t *testing.T) {
 	h := newHarness(t, js...)
 	// The example's url is resolved against the channel's base URL: point
 	// the journey at the local server through a relative url.
-	wh, err := webhook.New(webhook.Config{URL: srv.URL, Secret: secret, Now: h.clock.Now})
+	wh, err := webhook.New(webhook.Config{URL: srv.URL, Secret: secret, Now: h.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.rt.channels["webhook"] = wh
+	h.Runtime.channels["webhook"] = wh
+	h.Runtime.lanes["webhook"] = newLane(wh, LaneConfig{}, 4)
 	j := journeyOf(t, `
 id: hook
 trigger: {event: Product Viewed}
@@ -184,23 +189,23 @@ steps:
         url: /hooks/invite
         body: '{"user": {{ event.userId | json }}}'
 `)
-	if err := h.rt.SetJourneys(append(js, j)); err != nil {
+	if err := h.Runtime.SetJourneys(append(js, j)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
 		h.send(h.ev("ann", "Product Viewed", `{"category":"shoes"}`, time.Duration(i)*time.Second))
 	}
-	h.chans["webhook"].take()
+	h.Channels["webhook"].Take()
 	// high-intent's absolute url is chat.example.com: that one fails and is
 	// retried; the relative one reaches the server.
-	if _, err := h.rt.Deliver(context.Background()); err != nil {
+	if _, err := h.Runtime.Deliver(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r := <-reqs
 	if string(r.body) != `{"user": "ann"}` || r.key == "" {
 		t.Fatalf("request %+v", r)
 	}
-	if err := webhook.Verify(secret, r.sig, r.body, h.clock.Now(), 5*time.Minute); err != nil {
+	if err := webhook.Verify(secret, r.sig, r.body, h.Clock.Now(), 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,18 +26,7 @@ func examplesHarness(t *testing.T) *harness {
 func (h *harness) byJourney(id string) []*channel.Message {
 	var out []*channel.Message
 	for _, n := range []string{"email", "sms", "push", "webhook", "log"} {
-		r := h.chans[n]
-		r.mu.Lock()
-		keep := r.msgs[:0]
-		for _, m := range r.msgs {
-			if m.Journey == id {
-				out = append(out, m)
-			} else {
-				keep = append(keep, m)
-			}
-		}
-		r.msgs = keep
-		r.mu.Unlock()
+		out = append(out, h.Channels[n].TakeIf(func(m *channel.Message) bool { return m.Journey == id })...)
 	}
 	return out
 }
@@ -105,7 +94,7 @@ func TestExampleAbandonedCart(t *testing.T) {
 	if steps(ms) != "email:email-reminder" {
 		t.Fatalf("after 24 hours: %s", steps(ms))
 	}
-	if body := ms[0].Fields["body"]; !strings.Contains(body, "2 × Trail runner (SKU RUN-42), 120") || !strings.Contains(body, "Hi Ann,") {
+	if body := ms[0].Fields["text"]; !strings.Contains(body, "2 × Trail runner (SKU RUN-42), 120") || !strings.Contains(body, "Hi Ann,") {
 		t.Fatalf("email body %q", body)
 	}
 	// The idempotency keys name the run and the step.
@@ -218,7 +207,7 @@ func TestExampleReengagement(t *testing.T) {
 	}
 	// Coming back on a page converts (goal: a page within 7 days).
 	h.send(h.ev("user-1", "", "", 0))
-	h.chans["email"].take()
+	h.Channels["email"].Take()
 	e := h.ev("user-2", "", "", 0)
 	e.Type, e.Name = "page", "Home"
 	h.send(e)

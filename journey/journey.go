@@ -65,6 +65,9 @@ type Journey struct {
 	// AllowedLateness is how late, in event time, an event may arrive and
 	// still count for the trigger's pattern and for waits.
 	AllowedLateness time.Duration
+	// QuietHours, when set, keeps marketing sends out of a time of the
+	// customer's day.
+	QuietHours *QuietHours
 
 	index map[string]int // step id to index in Steps
 	lines map[string]int // field path to line, from the parser
@@ -338,8 +341,47 @@ type Send struct {
 	Template string
 	Content  map[string]string
 	// Transactional messages (receipts, password resets) skip marketing
-	// consent and are retried after a crash rather than dropped.
+	// consent, frequency caps and quiet hours, and are retried after a
+	// crash rather than dropped.
 	Transactional bool
+	// Group is the subscription group of a marketing message
+	// ("newsletter"): a customer unsubscribed from the channel, or from
+	// the channel's group, is not sent it, and its unsubscribe link
+	// unsubscribes from the group ("": from the channel).
+	Group string
+}
+
+// QuietHours is a time of the customer's day when marketing messages are
+// not sent: from From until To, in the profile's time zone (else Timezone,
+// else UTC). It may span midnight (21:00 to 08:00).
+type QuietHours struct {
+	From, To Clock
+	Action   QuietAction
+	Timezone string
+}
+
+// QuietAction is what becomes of a send in quiet hours.
+type QuietAction string
+
+// The quiet-hours actions.
+const (
+	QuietDefer QuietAction = "defer" // sent when quiet hours end
+	QuietSkip  QuietAction = "skip"  // not sent, counted
+)
+
+// minutes is c as minutes after midnight.
+func (c Clock) minutes() int { return c.Hour*60 + c.Minute }
+
+// End returns when the quiet hours that hold t end, in loc; ok is false
+// when t is outside them.
+func (q *QuietHours) End(t time.Time, loc *time.Location) (end time.Time, ok bool) {
+	lt := t.In(loc)
+	now, from, to := lt.Hour()*60+lt.Minute(), q.From.minutes(), q.To.minutes()
+	in := from < to && now >= from && now < to || from > to && (now >= from || now < to)
+	if !in {
+		return time.Time{}, false
+	}
+	return q.To.Next(t, loc), true
 }
 
 // WaitKind is what a wait step waits until.

@@ -353,7 +353,7 @@ func suggest(name string, known []string) string {
 	if best != "" {
 		return fmt.Sprintf(" (did you mean %s?)", best)
 	}
-	visible := slices.DeleteFunc(slices.Clone(known), func(k string) bool { return k == "quiet_hours" || k == "frequency" })
+	visible := slices.DeleteFunc(slices.Clone(known), func(k string) bool { return k == "frequency" })
 	return " (fields: " + strings.Join(visible, ", ") + ")"
 }
 
@@ -655,10 +655,11 @@ func (d *decoder) journey(root val) *Journey {
 	if v, ok := o.get("version"); ok {
 		j.Version, _ = d.integer(v)
 	}
-	for _, k := range []string{"quiet_hours", "frequency"} {
-		if v, ok := o.get(k); ok {
-			d.errorf(v, "is reserved for channel rules (quiet hours and frequency caps) that are not supported yet")
-		}
+	if v, ok := o.get("frequency"); ok {
+		d.errorf(v, "frequency caps hold across all journeys: set them with --frequency-cap, not in a journey")
+	}
+	if v, ok := o.get("quiet_hours"); ok {
+		j.QuietHours = d.quietHours(v)
 	}
 	if v, ok := o.get("trigger"); ok {
 		j.Trigger = d.trigger(v)
@@ -893,8 +894,8 @@ func (d *decoder) step(v val) (*Step, map[string]bool) {
 	kv, _ := o.get(kinds[0])
 	switch s.Kind {
 	case StepSend:
-		so := d.object(kv, "channel", "template", "content", "transactional")
-		s.Send = &Send{Channel: so.str("channel"), Template: so.str("template")}
+		so := d.object(kv, "channel", "template", "content", "transactional", "group")
+		s.Send = &Send{Channel: so.str("channel"), Template: so.str("template"), Group: so.str("group")}
 		if cv, ok := so.get("content"); ok {
 			s.Send.Content = d.texts(cv)
 		}
@@ -1000,6 +1001,47 @@ func (d *decoder) wait(v val) *Wait {
 		}
 	}
 	return w
+}
+
+func (d *decoder) quietHours(v val) *QuietHours {
+	o := d.object(v, "from", "to", "action", "timezone")
+	q := &QuietHours{Action: QuietDefer, Timezone: o.str("timezone")}
+	for _, f := range []struct {
+		name string
+		c    *Clock
+	}{{"from", &q.From}, {"to", &q.To}} {
+		tv, ok := o.get(f.name)
+		if !ok {
+			d.errorf(v, "needs %s (HH:MM, the customer's local time)", f.name)
+			continue
+		}
+		if s, ok := d.str(tv); ok {
+			c, err := parseClock(s)
+			if err != nil {
+				d.errorf(tv, "%s", err)
+			}
+			*f.c = c
+		}
+	}
+	if q.From == q.To {
+		d.errorf(v, "from and to are the same time: quiet hours would never end")
+	}
+	if av, ok := o.get("action"); ok {
+		if s, ok := d.str(av); ok {
+			switch QuietAction(s) {
+			case QuietDefer, QuietSkip:
+				q.Action = QuietAction(s)
+			default:
+				d.errorf(av, "%q is not defer or skip", s)
+			}
+		}
+	}
+	if tv, ok := o.get("timezone"); ok && q.Timezone != "" {
+		if _, err := time.LoadLocation(q.Timezone); err != nil {
+			d.errorf(tv, "%q is not a time zone (an IANA name such as Europe/Berlin)", q.Timezone)
+		}
+	}
+	return q
 }
 
 // parseClock parses a time of day, HH:MM.

@@ -84,7 +84,7 @@ steps:
     wiat: {duration: 1h}
 `,
 			want: []string{
-				`3: colour: unknown field (fields: id, name, description, version, trigger, steps, exit_on, reentry, key, goal, allowed_lateness)`,
+				`3: colour: unknown field (fields: id, name, description, version, trigger, steps, exit_on, reentry, key, goal, allowed_lateness, quiet_hours)`,
 				`5: steps[0]: needs one of send, wait, wait_for, branch, split, update, exit`,
 				`6: steps[0].wiat: unknown field (did you mean wait?)`,
 			},
@@ -374,7 +374,7 @@ trigger: {event: Checkout Started}
 reentry: sometimes
 goal: {event: Order Completed}
 allowed_lateness: -5m
-quiet_hours: {from: "21:00", to: "08:00"}
+quiet_hours: {from: "21:00", to: "21:00", action: later}
 frequency: {max: 3, per: 1d}
 steps:
   - {id: sms, send: {channel: sms, content: {body: hi}}}
@@ -385,8 +385,9 @@ steps:
 				`4: reentry: "sometimes" is not once, every_time or {after: <duration>}`,
 				`5: goal.within: is required`,
 				`6: allowed_lateness: -5m is negative`,
-				`7: quiet_hours: is reserved`,
-				`8: frequency: is reserved`,
+				`7: quiet_hours: from and to are the same time`,
+				`7: quiet_hours.action: "later" is not defer or skip`,
+				`8: frequency: frequency caps hold across all journeys`,
 			},
 		},
 		{

@@ -513,27 +513,40 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	if p == nil {
 		return
 	}
+	due := min(at, t.now)
 	if !snd.Transactional {
-		if f, ok := p.State.Subscriptions[snd.Channel]; ok && !f.Value {
+		if unsubscribed(&p.State, snd.Channel, snd.Group) {
 			t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Suppressed++ })
 			return
 		}
-	}
-	vars := TemplateVars{Profile: p, Event: r.latestEvent(), Trigger: r.triggerEvent(), Journey: journeyDrop{j, r, s.ID}}
-	fields := make(map[string]string, len(c.tpl[s]))
-	for name, tpl := range c.tpl[s] {
-		out, err := tpl.Render(vars)
+		if q := j.QuietHours; q != nil {
+			loc := time.UTC
+			if z := t.rt.zone(q.Timezone); z != nil {
+				loc = z
+			}
+			if z := t.rt.zone(p.State.Timezone.Value); z != nil {
+				loc = z
+			}
+			if end, quiet := q.End(fromNanos(t.now), loc); quiet {
+				if q.Action == QuietSkip {
+					t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Quiet++ })
+					return
+				}
+				due = unixNanos(end)
+				t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Deferred++ })
+			}
+		}
+		capped, err := t.capped(w.ref, snd.Channel, due)
 		if err != nil {
-			t.rt.logger.Warn("journey template failed to render", "journey", j.ID, "step", s.ID, "field", name, "err", err)
-			t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Failed++; v.Errors++ })
+			t.fail(err)
 			return
 		}
-		fields[name] = out
+		if capped {
+			t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Capped++ })
+			return
+		}
 	}
-	key := r.id.String() + "." + s.ID
-	if n := r.visit(s.ID); n > 1 {
-		key += "." + strconv.FormatInt(n, 10)
-	}
+	key := channel.MessageKey(j.ID, j.Version, r.id.String(), s.ID, r.visit(s.ID))
 	ids := map[string]string{}
 	for _, id := range p.Identities {
 		if _, ok := ids[id.Kind]; !ok {
@@ -543,22 +556,54 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	m := &channel.Message{
 		IdempotencyKey: key, Channel: snd.Channel, Journey: j.ID, Version: j.Version, Step: s.ID,
 		Variant: r.variant, Recipient: channel.Recipient{ProfileID: w.ref.P.String(), Identifiers: ids},
-		Fields: fields, Transactional: snd.Transactional, CreatedAt: fromNanos(t.now),
+		Transactional: snd.Transactional, CreatedAt: fromNanos(t.now),
+	}
+	links := t.rt.cfg.Links
+	if links != nil && !snd.Transactional {
+		m.UnsubscribeURL = links.UnsubscribeURL(w.ref, m, snd.Group)
+	}
+	vars := TemplateVars{Profile: p, Event: r.latestEvent(), Trigger: r.triggerEvent(),
+		Journey: journeyDrop{j: j, r: r, step: s.ID, unsubscribe: m.UnsubscribeURL}}
+	m.Fields = make(map[string]string, len(c.tpl[s]))
+	for name, tpl := range c.tpl[s] {
+		out, err := tpl.Render(vars)
+		if err != nil {
+			t.rt.logger.Warn("journey template failed to render", "journey", j.ID, "step", s.ID, "field", name, "err", err)
+			t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Failed++; v.Errors++ })
+			return
+		}
+		m.Fields[name] = out
+	}
+	if links != nil {
+		if err := links.Track(w.ref, m); err != nil {
+			t.rt.logger.Warn("journey message links could not be made", "journey", j.ID, "step", s.ID, "err", err)
+		}
 	}
 	if t.event != nil {
 		m.TriggeredAt = t.event.ReceivedAt
 	}
-	v, err := t.rt.encodeJob(w.ref, m, 0)
+	h, err := t.rt.newJob(w.ref, m)
 	if err != nil {
 		t.fail(err)
 		return
 	}
-	jk := jobKey(min(at, t.now), newID("job", key))
-	t.tx.Set(jk, v)
+	t.rt.setJob(t.tx, jobKey(due, newID("job", key)), h)
 	t.jobs = true
-	t.rt.jobFloor.lower(jk)
-	t.rt.jobLow.lower(jk)
 	t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Queued++ })
+}
+
+// unsubscribed reports whether the profile unsubscribed from the channel,
+// or from the channel's group.
+func unsubscribed(s *profile.State, ch, group string) bool {
+	if f, ok := s.Subscriptions[ch]; ok && !f.Value {
+		return true
+	}
+	if group != "" {
+		if f, ok := s.Subscriptions[ch+":"+group]; ok && !f.Value {
+			return true
+		}
+	}
+	return false
 }
 
 // update sets the step's traits on the profile. The values are put into

@@ -219,7 +219,7 @@ steps:
 	h.send(h.ev("user-7", "Ping", "", 0))
 	h.settle()
 	m := h.sent("log")
-	split := h.journeys[0].Step("pick").Split
+	split := h.Journeys[0].Step("pick").Split
 	want := ""
 	if i := split.Choose(splitU("ab", "pick", h.find("user-7").ID.P.String())); i >= 0 {
 		want = split.Variants[i].Name
@@ -284,7 +284,7 @@ steps:
 `)
 	h := newHarness(t, v1)
 	h.send(h.ev("a", "Ping", "", 0))
-	if err := h.rt.SetJourneys([]*Journey{v1, v2}); err != nil {
+	if err := h.Runtime.SetJourneys([]*Journey{v1, v2}); err != nil {
 		t.Fatal(err)
 	}
 	h.send(h.ev("b", "Ping", "", 0))
@@ -294,14 +294,14 @@ steps:
 	h.send(h.ev("a", "Ping", "", 0))
 	h.send(h.ev("c", "Ping", "", 0))
 	h.settle()
-	if err := h.rt.SetJourneys([]*Journey{v1, v2}); err != nil {
+	if err := h.Runtime.SetJourneys([]*Journey{v1, v2}); err != nil {
 		t.Fatal(err)
 	}
-	view, _ := h.rt.Stats("v")
+	view, _ := h.Runtime.Stats("v")
 	if len(view.Versions) != 2 || view.Versions[0].Entered != 1 || view.Versions[1].Entered != 3 {
 		t.Fatalf("stats %+v", view)
 	}
-	if err := h.rt.SetJourneys([]*Journey{v2}); err != nil {
+	if err := h.Runtime.SetJourneys([]*Journey{v2}); err != nil {
 		t.Fatal(err)
 	}
 	h.advance(time.Hour)
@@ -332,7 +332,7 @@ steps:
 	// Erasure: the pending run, its timer and its queued message go.
 	h.send(h.ev("bob", "Ping", "", 0))
 	h.flush()
-	if _, err := h.en.Erase(context.Background(), "bob"); err != nil {
+	if _, err := h.Engine.Erase(context.Background(), "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.countKeys(prefixTimer) + h.countKeys(prefixRecord); n != 1 { // ann's record stays (run ended, "once")
@@ -351,7 +351,7 @@ steps:
   - id: hit
     send: {channel: log, content: {body: x}}
 `))
-	h.chans["log"].fail = func(m *channel.Message, n int) error {
+	h.Channels["log"].Fail = func(m *channel.Message, n int) error {
 		if m.Recipient.Identifiers["userId"] == "bad" {
 			return channel.Permanent(fmt.Errorf("no such address"))
 		}
@@ -416,7 +416,7 @@ steps:
   - id: hello
     send: {channel: log, content: {body: y}}
 `))
-	end := h.clock.Now().Add(10 * 24 * time.Hour)
+	end := h.Clock.Now().Add(10 * 24 * time.Hour)
 	h.send(h.identify("a", fmt.Sprintf(`{"trial_ends_at": %q}`, end.Format(time.RFC3339))))
 	h.send(h.identify("b", fmt.Sprintf(`{"trial_ends_at": %d}`, end.Unix())))
 	h.send(h.identify("c", `{"trial_ends_at": "2001-01-01T00:00:00Z"}`)) // past: at once
@@ -442,7 +442,7 @@ steps:
 func TestErasureDropsQueuedMessages(t *testing.T) {
 	h := newHarness(t, journeyOf(t, welcomeDoc))
 	h.send(h.ev("eve", "Signed Up", "", 0), h.ev("ann", "Signed Up", "", 0))
-	if _, err := h.en.Erase(context.Background(), "eve"); err != nil {
+	if _, err := h.Engine.Erase(context.Background(), "eve"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()

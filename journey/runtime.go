@@ -71,15 +71,27 @@ type Config struct {
 	// Templates are the named templates send steps may use (template:
 	// name): each a map of field name to Liquid text.
 	Templates map[string]map[string]string
-	// SendWorkers bounds concurrent deliveries (default 16); SendTimeout
-	// bounds one (default 10 s).
+	// SendWorkers is how many sends each channel runs at once, unless
+	// Lanes says otherwise (default 32); SendTimeout bounds one send
+	// (default 10 s).
 	SendWorkers int
 	SendTimeout time.Duration
+	// Caps are the frequency caps of marketing messages, across journeys.
+	Caps []Cap
+	// Links, when set, makes the signed links of marketing messages: the
+	// one-click unsubscribe link, click tracking and the open pixel.
+	Links Links
+	// Lanes configures channels' concurrency, rate limits and circuit
+	// breakers, by channel name.
+	Lanes map[string]LaneConfig
 	// MaxAttempts bounds the attempts of a send that fails with a
-	// retryable error (default 8); the waits between them double from
-	// RetryMin (default 1 s) up to RetryMax (default 1 h), and are at least
-	// what the channel's Retry-After asked for.
+	// retryable error (default 8), and MaxAge its age (default 24 h): past
+	// either it is dead-lettered. The waits between attempts double from
+	// RetryMin (default 1 s) up to RetryMax (default 1 h), less up to a
+	// half at random, and are at least what the channel's Retry-After
+	// asked for.
 	MaxAttempts        int
+	MaxAge             time.Duration
 	RetryMin, RetryMax time.Duration
 	// Batch is how many timers, or send jobs, one engine transaction
 	// handles (default 1,000).
@@ -88,6 +100,9 @@ type Config struct {
 	// event caused: its channel and the time from the event's
 	// acknowledgement to the attempt (the metrics histogram).
 	TimeToTrigger func(channel string, d time.Duration)
+	// Delivery, when set, is told of every send attempt: its channel, its
+	// outcome ("sent", "retry" or "failed") and how long it took.
+	Delivery func(channel, outcome string, d time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -98,7 +113,10 @@ func (c *Config) defaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.SendWorkers <= 0 {
-		c.SendWorkers = 16
+		c.SendWorkers = 32
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 24 * time.Hour
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
@@ -115,6 +133,18 @@ func (c *Config) defaults() {
 	if c.Batch <= 0 {
 		c.Batch = 1000
 	}
+}
+
+// Links makes the signed links of a message (package engage, wired by
+// nudge serve).
+type Links interface {
+	// UnsubscribeURL is the one-click unsubscribe link of a marketing
+	// message, from the channel's group ("": the channel), before its
+	// fields are rendered (templates show it as journey.unsubscribe_url).
+	UnsubscribeURL(ref profile.Ref, m *channel.Message, group string) string
+	// Track rewrites the message's rendered fields for engagement
+	// tracking (an email's links and open pixel).
+	Track(ref profile.Ref, m *channel.Message) error
 }
 
 // Runtime runs journeys: it is a profile.Reactor, so it sees every event
@@ -141,9 +171,19 @@ type Runtime struct {
 	// Send jobs, likewise: no job key sorts before jobFloor; jobLow is the
 	// lowest job key written since the dispatcher's last scan began.
 	jobFloor, jobLow keyFloor
-	// erasedJobs are the jobs Erased deleted since the dispatcher's last
-	// scan began (guarded by the engine's lock).
+	// erasedJobs are claimed jobs that Erased deleted: their outcomes are
+	// not recorded (guarded by the engine's lock).
 	erasedJobs map[string]bool
+
+	// The dispatcher (dispatch.go): a lane per channel; the jobs handed
+	// out and not yet recorded (claimed), and those recorded since the
+	// last scan began (finished), guarded by dispMu.
+	lanes    map[string]*lane
+	dispMu   sync.Mutex
+	claimed  map[string]bool
+	finished []string
+	// deadLetters counts the dead-letter queue.
+	deadLetters atomic.Int64
 
 	timerKick chan struct{}
 	sendKick  chan struct{}
@@ -170,17 +210,27 @@ func NewRuntime(cfg Config, journeys []*Journey, channels []channel.Channel) (*R
 		cfg: cfg, logger: cfg.Logger, channels: map[string]channel.Channel{},
 		timerKick: make(chan struct{}, 1), sendKick: make(chan struct{}, 1),
 		stats: map[verKey]*vstats{}, erasedJobs: map[string]bool{},
+		lanes: map[string]*lane{}, claimed: map[string]bool{},
 	}
 	for _, ch := range channels {
 		if _, dup := rt.channels[ch.Name()]; dup {
 			return nil, fmt.Errorf("journey: two channels are named %q", ch.Name())
 		}
 		rt.channels[ch.Name()] = ch
+		rt.lanes[ch.Name()] = newLane(ch, cfg.Lanes[ch.Name()], cfg.SendWorkers)
+	}
+	for name := range cfg.Lanes {
+		if rt.channels[name] == nil {
+			return nil, fmt.Errorf("journey: lane settings for %q, which is no channel", name)
+		}
 	}
 	if err := rt.SetJourneys(journeys); err != nil {
 		return nil, err
 	}
 	if err := rt.loadStats(context.Background()); err != nil {
+		return nil, err
+	}
+	if err := rt.countDeadLetters(context.Background()); err != nil {
 		return nil, err
 	}
 	return rt, nil
@@ -534,7 +584,11 @@ func rawText(raw json.RawMessage) string {
 func (rt *Runtime) React(ctx context.Context, tx *profile.Tx, p *profile.Profile, e *nudge.Event) error {
 	t := rt.begin(ctx, tx)
 	t.event = e
+	counted := t.countFeedback(e)
 	if len(t.cat.byVer) == 0 || !t.cat.interested(e) {
+		if counted {
+			return t.finish()
+		}
 		return nil
 	}
 	var w *work
@@ -627,7 +681,7 @@ func (rt *Runtime) Erased(ctx context.Context, tx *profile.Tx, er *profile.Erasu
 			return err
 		}
 	}
-	var jobs [][]byte
+	var jobs, letters [][]byte
 	err := tx.Scan(ctx, []byte(prefixJob), endOf(prefixJob), func(k, v []byte) error {
 		if h, err := parseJobHeader(v); err == nil && gone[h.ref.P] {
 			jobs = append(jobs, slices.Clone(k))
@@ -637,9 +691,29 @@ func (rt *Runtime) Erased(ctx context.Context, tx *profile.Tx, er *profile.Erasu
 	if err != nil {
 		return err
 	}
+	err = tx.Scan(ctx, []byte(prefixDead), endOf(prefixDead), func(k, v []byte) error {
+		if dl, err := parseDeadLetter(v); err == nil && gone[dl.h.ref.P] {
+			letters = append(letters, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rt.dispMu.Lock()
 	for _, k := range jobs {
 		tx.Delete(k)
-		rt.erasedJobs[string(k)] = true
+		if rt.claimed[string(k)] {
+			rt.erasedJobs[string(k)] = true
+		}
+	}
+	rt.dispMu.Unlock()
+	for _, k := range letters {
+		tx.Delete(k)
+		rt.deadLetters.Add(-1)
+	}
+	for p := range gone {
+		tx.Delete(capsKey(p))
 	}
 	return t.finish()
 }

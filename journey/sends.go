@@ -1,60 +1,77 @@
 package journey
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/nudge-dev/nudge/channel"
 	"github.com/nudge-dev/nudge/profile"
-	"github.com/nudge-dev/nudge/shred"
 )
 
 // Send jobs (the outbox). A send step renders its message and writes it as
 // a job, jq/<due>/<job id>, in the same transaction as the run's new state,
-// and asks the engine to commit at once (Tx.Urgent). The dispatcher reads
-// jobs from the store, so it only sees committed ones, delivers them
-// through their channel, and records each outcome in an engine
-// transaction that deletes the job (delivered, or failed for good) or
-// moves it to its next attempt's due time. A crash after a delivery and
-// before its outcome is recorded leaves the job in place: it is delivered
-// again after the restart, with the same idempotency key.
+// and asks the engine to commit at once (Tx.Urgent). The dispatcher
+// (dispatch.go) reads jobs from the store, so it only sees committed ones,
+// hands each to its channel's lane, and records each outcome in an engine
+// transaction that deletes the job (delivered, or dead-lettered) or moves
+// it to its next attempt's due time.
+//
+// A crash after a provider took a message and before its outcome is
+// recorded is the one window no system closes. For a channel whose provider
+// drops repeats (channel.Idempotent: signed webhooks, APIs with an
+// idempotency key) the job is simply sent again, with the same key. For the
+// others (SMTP, SMS, push) the job is marked in flight, durably, before the
+// attempt; a job found in flight after a restart was maybe sent: a
+// marketing message is not repeated (at most once) but dead-lettered as "in
+// doubt", counted and visible; a transactional one is sent again (at least
+// once).
 
 // jobHeader is the part of a job in the clear: whose it is (an erasure
-// deletes the person's jobs without opening them), and which step made it
-// (its stats).
+// deletes the person's jobs without opening them), which step made it (its
+// stats), its channel (its lane), and the delivery state.
 type jobHeader struct {
 	ref      profile.Ref
 	journey  string
 	version  int
 	step     string
+	channel  string
 	attempts int
-	sealed   bool
+	created  int64 // when the run decided to send, Unix ns: the age bound
+	flags    byte
 	body     []byte
 }
 
-const jobV1 = 1
+// The flags of a job.
+const (
+	jobSealed        byte = 1 << iota // body is sealed under the person's key
+	jobInFlight                       // an attempt on a channel that does not drop repeats began
+	jobTransactional                  // at least once, not at most once
+)
+
+const jobV2 = 2
+
+func (h *jobHeader) has(f byte) bool { return h.flags&f != 0 }
 
 func (h *jobHeader) encode() []byte {
 	var w wbuf
-	w.byte(jobV1)
+	w.byte(jobV2)
 	w.uvarint(uint64(h.ref.Partition))
 	w.b = append(w.b, h.ref.P[:]...)
 	w.str(h.journey)
 	w.varint(int64(h.version))
 	w.str(h.step)
+	w.str(h.channel)
 	w.uvarint(uint64(h.attempts))
-	w.bool(h.sealed)
+	w.varint(h.created)
+	w.byte(h.flags)
 	w.bytes(h.body)
 	return w.b
 }
 
 func parseJobHeader(v []byte) (*jobHeader, error) {
 	r := rbuf{b: v}
-	if r.byte() != jobV1 {
+	if r.byte() != jobV2 {
 		return nil, errCorrupt
 	}
 	h := &jobHeader{}
@@ -64,9 +81,10 @@ func parseJobHeader(v []byte) (*jobHeader, error) {
 	}
 	copy(h.ref.P[:], r.b)
 	r.b = r.b[len(h.ref.P):]
-	h.journey, h.version, h.step = r.str(), int(r.varint()), r.str()
+	h.journey, h.version, h.step, h.channel = r.str(), int(r.varint()), r.str(), r.str()
 	h.attempts = int(r.uvarint())
-	h.sealed = r.bool()
+	h.created = r.varint()
+	h.flags = r.byte()
 	h.body = r.bytes()
 	if r.err == nil && len(r.b) != 0 {
 		return nil, errCorrupt
@@ -74,7 +92,9 @@ func parseJobHeader(v []byte) (*jobHeader, error) {
 	return h, r.err
 }
 
-func (rt *Runtime) encodeJob(ref profile.Ref, m *channel.Message, attempts int) ([]byte, error) {
+// newJob makes the job of a message: its body sealed under the person's
+// key when the runtime has a keyring.
+func (rt *Runtime) newJob(ref profile.Ref, m *channel.Message) (*jobHeader, error) {
 	var w wbuf
 	w.str(m.IdempotencyKey)
 	w.str(m.Channel)
@@ -93,15 +113,21 @@ func (rt *Runtime) encodeJob(ref profile.Ref, m *channel.Message, attempts int) 
 	w.bool(m.Transactional)
 	w.time(m.CreatedAt)
 	w.time(m.TriggeredAt)
-	h := jobHeader{ref: ref, journey: m.Journey, version: m.Version, step: m.Step, attempts: attempts, body: w.b}
+	w.str(m.UnsubscribeURL)
+	h := &jobHeader{ref: ref, journey: m.Journey, version: m.Version, step: m.Step, channel: m.Channel,
+		created: unixNanos(m.CreatedAt), body: w.b}
+	if m.Transactional {
+		h.flags |= jobTransactional
+	}
 	if rt.cfg.Keys != nil {
 		sealed, err := rt.seal(ref.P, w.b)
 		if err != nil {
 			return nil, err
 		}
-		h.sealed, h.body = true, sealed
+		h.flags |= jobSealed
+		h.body = sealed
 	}
-	return h.encode(), nil
+	return h, nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -116,7 +142,7 @@ func sortedKeys(m map[string]string) []string {
 // decodeJob opens a job; shred.ErrShredded when its person was erased.
 func (rt *Runtime) decodeJob(h *jobHeader) (*channel.Message, error) {
 	body := h.body
-	if h.sealed {
+	if h.has(jobSealed) {
 		if rt.cfg.Keys == nil {
 			return nil, errors.New("journey: a send job is sealed and the runtime has no keyring")
 		}
@@ -146,195 +172,9 @@ func (rt *Runtime) decodeJob(h *jobHeader) (*channel.Message, error) {
 	m.Transactional = r.bool()
 	m.CreatedAt = r.time()
 	m.TriggeredAt = r.time()
+	m.UnsubscribeURL = r.str()
 	if r.err != nil {
 		return nil, fmt.Errorf("journey: send job: %w", r.err)
 	}
 	return m, nil
-}
-
-// Deliver sends the jobs due at the clock's now (one round: at most Batch
-// of them, SendWorkers at a time) and records their outcomes; it returns
-// how many it handled. Run calls it; tests driving a fake clock call it
-// directly. Rounds never overlap.
-func (rt *Runtime) Deliver(ctx context.Context) (int, error) {
-	_, n, err := rt.deliver(ctx)
-	return n, err
-}
-
-type delivery struct {
-	key  []byte
-	id   runID
-	h    *jobHeader
-	m    *channel.Message
-	err  error
-	drop bool // erased or unreadable: deleted, not counted as a send
-}
-
-func (rt *Runtime) deliver(ctx context.Context) (next int64, n int, err error) {
-	rt.deliverMu.Lock()
-	defer rt.deliverMu.Unlock()
-	// The jobs a kick announced were written in an engine transaction that
-	// commits before the engine's lock is released: passing through the
-	// lock makes them visible in the store.
-	// Jobs written from then on lower jobLow (under the same lock).
-	err = rt.cfg.Engine.Do(ctx, func(*profile.Tx) error {
-		rt.jobLow.reset()
-		clear(rt.erasedJobs)
-		return nil
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	now := unixNanos(rt.cfg.Clock.Now())
-	var items []*delivery
-	more := false
-	from := rt.jobFloor.get()
-	if from == nil {
-		from = []byte(prefixJob)
-	}
-	stop := upTo(prefixJob, now) // the first key not handled
-	err = rt.cfg.Store.ScanExt(ctx, from, endOf(prefixJob), func(k, v []byte) error {
-		due, id, ok := parseDueKey(prefixJob, k)
-		if !ok {
-			return nil
-		}
-		if due > now {
-			next, stop = due, slices.Clone(k)
-			return errStop
-		}
-		if len(items) == rt.cfg.Batch {
-			more, stop = true, slices.Clone(k)
-			return errStop
-		}
-		d := &delivery{key: slices.Clone(k), id: id}
-		if d.h, d.err = parseJobHeader(slices.Clone(v)); d.err != nil {
-			d.drop = true
-		}
-		items = append(items, d)
-		return nil
-	})
-	if err != nil && err != errStop {
-		return 0, 0, err
-	}
-	if len(items) == 0 {
-		return next, 0, nil
-	}
-
-	sem := make(chan struct{}, rt.cfg.SendWorkers)
-	var wg sync.WaitGroup
-	for _, d := range items {
-		if d.drop {
-			rt.logger.Error("journey send job is corrupt; dropped", "err", d.err)
-			continue
-		}
-		d.m, d.err = rt.decodeJob(d.h)
-		if d.err != nil {
-			if !errors.Is(d.err, shred.ErrShredded) {
-				rt.logger.Error("journey send job cannot be read; dropped", "journey", d.h.journey, "step", d.h.step, "err", d.err)
-			}
-			d.drop = true
-			continue
-		}
-		ch := rt.channels[d.m.Channel]
-		if ch == nil {
-			d.err = channel.Permanent(fmt.Errorf("journey: no channel is named %q", d.m.Channel))
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sctx, cancel := context.WithTimeout(ctx, rt.cfg.SendTimeout)
-			defer cancel()
-			if !d.m.TriggeredAt.IsZero() && d.h.attempts == 0 && rt.cfg.TimeToTrigger != nil {
-				rt.cfg.TimeToTrigger(d.m.Channel, rt.cfg.Clock.Now().Sub(d.m.TriggeredAt))
-			}
-			d.err = ch.Send(sctx, d.m)
-		}()
-	}
-	wg.Wait()
-
-	err = rt.cfg.Engine.Do(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
-		t := rt.begin(ctx, tx)
-		var retried []byte // the lowest key of a job moved to a later attempt
-		for _, d := range items {
-			if rt.erasedJobs[string(d.key)] {
-				continue // its person was erased meanwhile
-			}
-			tx.Delete(d.key)
-			if d.drop {
-				continue
-			}
-			st := t.stat(&Journey{ID: d.h.journey, Version: d.h.version})
-			attempts := d.h.attempts + 1
-			switch {
-			case d.err == nil:
-				rt.bump(st, func(s *vstats) { s.step(d.h.step).Sent++ })
-			case !channel.IsPermanent(d.err) && attempts < rt.cfg.MaxAttempts:
-				due := t.now + nanos(rt.backoff(attempts, channel.RetryAfter(d.err)))
-				h := *d.h
-				h.attempts = attempts
-				k := jobKey(due, d.id)
-				tx.Set(k, h.encode())
-				if retried == nil || string(k) < string(retried) {
-					retried = k
-				}
-				if next == 0 || due < next {
-					next = due
-				}
-				rt.bump(st, func(s *vstats) { s.step(d.h.step).Retried++ })
-			default:
-				rt.logger.Warn("journey send failed", "journey", d.h.journey, "version", d.h.version, "step", d.h.step,
-					"channel", d.m.Channel, "attempts", attempts, "err", d.err)
-				rt.bump(st, func(s *vstats) { s.step(d.h.step).Failed++ })
-			}
-		}
-		tx.Urgent()
-		// Every job before stop is handled, but those written since the
-		// scan began and those moved to a later attempt.
-		rt.jobFloor.raise(stop, rt.jobLow.get(), retried)
-		return t.finish()
-	})
-	if more {
-		next = now
-	}
-	return next, len(items), err
-}
-
-// backoff is the wait before attempt n+1: RetryMin doubled per attempt,
-// at most RetryMax, and at least what the channel asked for.
-func (rt *Runtime) backoff(n int, asked time.Duration) time.Duration {
-	d := rt.cfg.RetryMin
-	for i := 1; i < n && d < rt.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return min(max(d, asked), max(rt.cfg.RetryMax, asked))
-}
-
-// sendLoop delivers jobs as they are written and fall due.
-func (rt *Runtime) sendLoop(ctx context.Context) error {
-	for {
-		next, _, err := rt.deliver(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		now := unixNanos(rt.cfg.Clock.Now())
-		if next != 0 && next <= now {
-			continue
-		}
-		var wake <-chan time.Time
-		if next != 0 {
-			wake = rt.cfg.Clock.After(time.Duration(next - now))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-rt.sendKick:
-		case <-wake:
-		}
-	}
 }

@@ -2,10 +2,13 @@ package journey
 
 import (
 	"context"
+
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/channel"
 	"maps"
 	"slices"
 )
@@ -56,13 +59,61 @@ type VersionStats struct {
 type StepStats struct {
 	Entered int64 `json:"entered"`
 	// Send steps: messages queued for delivery, delivered, retried after
-	// a retryable failure, failed for good; and messages not sent because
+	// a retryable failure, failed for good (dead-lettered); and messages not sent because
 	// the customer unsubscribed from the channel (marketing sends only).
 	Queued     int64 `json:"queued,omitempty"`
 	Sent       int64 `json:"sent,omitempty"`
 	Retried    int64 `json:"retried,omitempty"`
 	Failed     int64 `json:"failed,omitempty"`
 	Suppressed int64 `json:"suppressed,omitempty"`
+	// InDoubt counts messages that were maybe sent before a crash, on a
+	// channel that does not drop repeats: not repeated, dead-lettered.
+	InDoubt int64 `json:"in_doubt,omitempty"`
+	// Marketing sends held back: over a frequency cap (not sent), in
+	// quiet hours and skipped (Quiet), or put off until they end
+	// (Deferred, also counted as queued).
+	Capped   int64 `json:"capped,omitempty"`
+	Quiet    int64 `json:"quiet,omitempty"`
+	Deferred int64 `json:"deferred,omitempty"`
+	// What came back (package feedback's events): deliveries, bounces
+	// and complaints that providers reported, opens and clicks (unique
+	// per message, and per message and link), and unsubscribes from the
+	// message's link.
+	Delivered    int64 `json:"delivered,omitempty"`
+	Bounced      int64 `json:"bounced,omitempty"`
+	Complained   int64 `json:"complained,omitempty"`
+	Opened       int64 `json:"opened,omitempty"`
+	Clicked      int64 `json:"clicked,omitempty"`
+	Unsubscribed int64 `json:"unsubscribed,omitempty"`
+}
+
+// feedbackCounters are the counters of the events package feedback makes.
+var feedbackCounters = map[string]func(*StepStats) *int64{
+	"Message Delivered":  func(s *StepStats) *int64 { return &s.Delivered },
+	"Message Bounced":    func(s *StepStats) *int64 { return &s.Bounced },
+	"Message Complained": func(s *StepStats) *int64 { return &s.Complained },
+	"Email Opened":       func(s *StepStats) *int64 { return &s.Opened },
+	"Email Link Clicked": func(s *StepStats) *int64 { return &s.Clicked },
+	"Unsubscribed":       func(s *StepStats) *int64 { return &s.Unsubscribed },
+}
+
+// countFeedback counts an event about a message of a journey's send step
+// (its properties.message_key); it reports whether it did.
+func (t *txn) countFeedback(e *nudge.Event) bool {
+	counter := feedbackCounters[e.Event]
+	if counter == nil || e.Type != nudge.Track {
+		return false
+	}
+	key := propOf(e, "message_key")
+	j, v, step, ok := channel.ParseMessageKey(key)
+	if !ok {
+		return false
+	}
+	if e.Event == "Unsubscribed" && propOf(e, "reason") != "" {
+		return false // a bounce or complaint's suppression, counted as such
+	}
+	t.rt.bump(t.stat(&Journey{ID: j, Version: v}), func(s *vstats) { (*counter(s.step(step)))++ })
+	return true
 }
 
 // VariantStats counts one split variant.

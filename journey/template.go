@@ -164,14 +164,16 @@ func decodeJSON(raw json.RawMessage) any {
 
 // journeyDrop is the journey variable of a run's templates.
 type journeyDrop struct {
-	j    *Journey
-	r    *run
-	step string
+	j           *Journey
+	r           *run
+	step        string
+	unsubscribe string // the message's unsubscribe link ("" for transactional ones)
 }
 
 func (d journeyDrop) ToLiquid() any {
 	return map[string]any{
 		"id": d.j.ID, "name": d.j.Name, "version": d.j.Version, "run_id": d.r.id.String(), "step": d.step,
 		"variant": d.r.variant, "key": d.r.key, "started_at": fromNanos(d.r.started).Format(time.RFC3339),
+		"unsubscribe_url": d.unsubscribe,
 	}
 }

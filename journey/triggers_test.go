@@ -49,7 +49,7 @@ func TestCountPatternGroupedOutOfOrderAndDuplicates(t *testing.T) {
 	h.expect()
 
 	// Views spread over more than 5 minutes do not fire.
-	h2 := newHarness(t, h.journeys...)
+	h2 := newHarness(t, h.Journeys...)
 	w := func(at time.Duration) eventT { return h2.ev("u2", "Product Viewed", `{"category":"x"}`, at) }
 	h2.send(w(0), w(3*time.Minute), w(6*time.Minute))
 	h2.settle()
@@ -85,7 +85,7 @@ func TestSequencePatternCorrelatedOutOfOrder(t *testing.T) {
 
 	// B arrives before A (out of order, within the lateness): it fires when
 	// A comes, with B as the trigger event.
-	h2 := newHarness(t, h.journeys...)
+	h2 := newHarness(t, h.Journeys...)
 	b := h2.ev("u2", "Checkout Started", `{"cart_id":"c9","total":90}`, 0)
 	a := h2.ev("u2", "Product Added", `{"cart_id":"c9"}`, -2*time.Minute)
 	h2.send(b)

@@ -109,6 +109,27 @@ func (m *Metrics) TimeToTrigger() func(channel string, d time.Duration) {
 	return func(channel string, d time.Duration) { h.WithLabelValues(channel).Observe(d.Seconds()) }
 }
 
+// Deliveries returns the hook the journey runtime reports send attempts to
+// (journey.Config.Delivery): by channel and outcome ("sent", "retry",
+// "failed"), with the attempt's duration.
+func (m *Metrics) Deliveries() func(channel, outcome string, d time.Duration) {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nudge_deliveries_seconds",
+		Help:    "Send attempts by channel and outcome (sent, retry, failed), and how long the provider took.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"channel", "outcome"})
+	m.Registry.MustRegister(h)
+	return func(channel, outcome string, d time.Duration) { h.WithLabelValues(channel, outcome).Observe(d.Seconds()) }
+}
+
+// DeadLetters exports the depth of the dead-letter queue; depth is called
+// at every scrape.
+func (m *Metrics) DeadLetters(depth func() int64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nudge_dead_letters", Help: "Messages in the dead-letter queue (failed for good, or in doubt after a crash).",
+	}, func() float64 { return float64(depth()) }))
+}
+
 // Profiles exports the profile consumer's counters. stats
 // (profile.Engine.Stats) is called at every scrape; the counters start
 // from zero when nudge starts. Its lag is exported by Consumer.

@@ -35,9 +35,9 @@ type Config struct {
 	IdentityTraits []string `yaml:"identity_traits"`
 	// Journeys is a directory of journey files; empty runs the shipped
 	// examples.
-	Journeys      string `yaml:"journeys"`
-	WebhookURL    string `yaml:"webhook_url"`
-	WebhookSecret string `yaml:"webhook_secret"`
+	Journeys string `yaml:"journeys"`
+	// Channels configures the providers messages go out through.
+	Channels ChannelsConfig `yaml:",inline"`
 }
 
 func defaultConfig() Config {
@@ -96,9 +96,8 @@ func flags(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.Shutdown, "shutdown-timeout", cfg.Shutdown, "how long a graceful shutdown may take")
 	fs.StringVar(&cfg.Journeys, "journeys", cfg.Journeys, "directory of journey files (YAML); empty: the shipped examples")
-	fs.StringVar(&cfg.WebhookURL, "webhook-url", cfg.WebhookURL, "URL of the webhook channel for messages that name none")
-	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", cfg.WebhookSecret, "secret that signs webhooks (HMAC-SHA256); empty: a development one kept in the data directory")
 	fs.Var(&listFlag{list: &cfg.IdentityTraits}, "identity-trait", "a trait that identifies a person besides email (default phone); repeatable (env: comma-separated)")
+	channelFlags(fs, &cfg.Channels)
 	return fs
 }
 
@@ -128,12 +127,8 @@ func loadConfig(name string, args []string, getenv func(string) string) (Config,
 		if v == "" || f.Name == "config" {
 			return
 		}
-		switch f.Name {
-		case "write-key":
-			cfg.WriteKeys = strings.Split(v, ",")
-			return
-		case "identity-trait":
-			cfg.IdentityTraits = strings.Split(v, ",")
+		if l, ok := f.Value.(*listFlag); ok { // comma-separated
+			*l.list = strings.Split(v, ",")
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
@@ -210,6 +205,7 @@ func (c Config) Validate() error {
 	if c.Shutdown <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: %s must be positive", c.Shutdown))
 	}
+	errs = append(errs, c.Channels.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -239,4 +235,12 @@ func (c Config) Sources() (map[string]string, error) {
 		out[key] = source
 	}
 	return out, nil
+}
+
+// publicURL is the base URL customers and providers reach nudge at.
+func (c Config) publicURL() string {
+	if c.Channels.PublicURL != "" {
+		return c.Channels.PublicURL
+	}
+	return "http://" + c.HTTP
 }

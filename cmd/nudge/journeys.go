@@ -1,18 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
+	"strings"
+	"time"
 
-	"github.com/nudge-dev/nudge/channel"
-	"github.com/nudge-dev/nudge/channel/logchan"
-	"github.com/nudge-dev/nudge/channel/webhook"
 	"github.com/nudge-dev/nudge/examples"
 	"github.com/nudge-dev/nudge/journey"
+	"github.com/nudge-dev/nudge/journey/journeytest"
 )
 
 // loadJourneys loads the journeys of cfg.Journeys, or the shipped examples
@@ -32,6 +33,9 @@ func loadJourneys(cfg Config) ([]*journey.Journey, error) {
 	var js []*journey.Journey
 	var errs []error
 	for _, name := range names {
+		if journeytest.IsTestFile(name) {
+			continue
+		}
 		data, err := fs.ReadFile(examples.Journeys, name)
 		if err != nil {
 			return nil, err
@@ -49,26 +53,44 @@ func loadJourneys(cfg Config) ([]*journey.Journey, error) {
 	return js, nil
 }
 
-// channels builds the channels journeys send through: signed webhooks, and
-// the log channel. Email, SMS, push, Slack, audiences and CDP sync log
-// their messages until their providers land (issue 5).
-func channels(cfg Config, logger *slog.Logger) ([]channel.Channel, error) {
-	secret, err := readOrMakeSecret(filepath.Join(cfg.Data, webhookSecretFile))
-	if cfg.WebhookSecret != "" {
-		secret, err = cfg.WebhookSecret, nil
+// journeySources reads the files loadJourneys loads (journey tests
+// excepted), for the journey store: a file whose text changed becomes a new
+// version.
+func journeySources(cfg Config) ([]journey.Source, error) {
+	fsys, dir, display := fs.FS(examples.Journeys), "journeys", "examples/journeys"
+	if cfg.Journeys != "" {
+		fsys, dir, display = os.DirFS(cfg.Journeys), ".", cfg.Journeys
 	}
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
-	wh, err := webhook.New(webhook.Config{URL: cfg.WebhookURL, Secret: []byte(secret)})
-	if err != nil {
-		return nil, err
-	}
-	chans := []channel.Channel{wh}
-	for _, name := range journey.DefaultChannels {
-		if name != wh.Name() {
-			chans = append(chans, logchan.New(name, logger))
+	var out []journey.Source
+	for _, e := range entries {
+		name := e.Name()
+		ext := path.Ext(name)
+		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") || journeytest.IsTestFile(name) {
+			continue
 		}
+		data, err := fs.ReadFile(fsys, path.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, journey.Source{File: filepath.Join(display, name), Data: data})
 	}
-	return chans, nil
+	return out, nil
+}
+
+// openDefinitions opens the journey store of the runtime's store, with the
+// journeys of the files as loadJourneys found them.
+func openDefinitions(ctx context.Context, cfg Config, rt *journey.Runtime) (*journey.Definitions, error) {
+	srcs, err := journeySources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defs, err := journey.OpenDefinitions(ctx, rt, srcs, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("journey store: %w", err)
+	}
+	return defs, nil
 }

@@ -3,6 +3,9 @@
 //	nudge serve            run everything (embedded event log by default)
 //	nudge check            validate the configuration and exit
 //	nudge events tail      print the live event stream of a running nudge
+//	nudge test [dir]       run the journey tests
+//	nudge simulate         replay recorded events through a journey
+//	nudge dlq ...          list, show, redrive, discard dead letters
 //	nudge version          print the version
 package main
 
@@ -28,6 +31,10 @@ Usage:
   nudge serve [flags]          run nudge (embedded event log, data in ./nudge-data)
   nudge check [flags]          validate the configuration and exit
   nudge events tail [flags]    print the live event stream of a running nudge
+  nudge test [dir]             run the journey tests (*_test.yaml) of dir or of the examples
+  nudge simulate [flags]       replay recorded events through a journey, sending nothing
+  nudge dlq list|show|redrive|discard [ID] [flags]
+                               the dead-letter queue of a running nudge
   nudge version                print the version
 
 Run "nudge serve -h" for the flags; each is also NUDGE_<FLAG> in the
@@ -66,6 +73,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runCheck(rest, stdout, getenv)
 	case "events":
 		return runEvents(ctx, rest, stdout, getenv)
+	case "test":
+		return runTest(ctx, rest, stdout, stderr)
+	case "simulate":
+		return runSimulate(ctx, rest, stdout, getenv)
+	case "dlq":
+		return runDLQ(ctx, rest, stdout, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "nudge", buildVersion())
 		return nil
@@ -90,7 +103,11 @@ func runCheck(args []string, stdout io.Writer, getenv func(string) string) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "configuration ok, %d journeys ok\n", len(js))
+	tests, err := loadJourneyTests(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "configuration ok, %d journeys ok, %d journey test files ok\n", len(js), tests)
 	return nil
 }
 

@@ -1,0 +1,84 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/nudge-dev/nudge/api"
+	"github.com/nudge-dev/nudge/journey"
+)
+
+// The dead-letter queue: sends that failed for good, and sends in doubt
+// after a crash (see journey/deadletters.go).
+
+const maxDeadLetterPage = 1000
+
+// listDeadLetters answers GET /v1/dlq?limit=&after=.
+func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDeadLetterPage {
+			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "limit",
+				Message: fmt.Sprintf("limit must be a whole number from 1 to %d", maxDeadLetterPage)})
+			return
+		}
+		limit = n
+	}
+	items, next, err := a.journeys.DeadLetters(r.Context(), r.URL.Query().Get("after"), limit)
+	if errors.Is(err, journey.ErrNoDeadLetter) {
+		api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "after",
+			Message: "after must be the id of a dead letter (the next field of the previous page)"})
+		return
+	}
+	if err != nil {
+		a.logger.Error("dead letters", "err", err)
+		api.WriteError(w, api.ErrUnavailable)
+		return
+	}
+	writeJSON(w, map[string]any{"items": items, "next": next, "total": a.journeys.DeadLetterCount()})
+}
+
+// getDeadLetter answers GET /v1/dlq/{id}: the entry and its message.
+func (a *API) getDeadLetter(w http.ResponseWriter, r *http.Request) {
+	dl, err := a.journeys.DeadLetterByID(r.Context(), r.PathValue("id"))
+	if a.deadLetterError(w, r, err) {
+		return
+	}
+	writeJSON(w, dl)
+}
+
+// redriveDeadLetter answers POST /v1/dlq/{id}/redrive: queued again, due now.
+func (a *API) redriveDeadLetter(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if a.deadLetterError(w, r, a.journeys.Redrive(r.Context(), id)) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	fmt.Fprintf(w, "{\"redriven\":%q}\n", id)
+}
+
+// discardDeadLetter answers DELETE /v1/dlq/{id}.
+func (a *API) discardDeadLetter(w http.ResponseWriter, r *http.Request) {
+	if a.deadLetterError(w, r, a.journeys.Discard(r.Context(), r.PathValue("id"))) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) deadLetterError(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, journey.ErrNoDeadLetter):
+		api.WriteError(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound,
+			Message: fmt.Sprintf("the dead-letter queue holds no entry %q (GET /v1/dlq lists them)", r.PathValue("id"))})
+	default:
+		a.logger.Error("dead letter", "err", err)
+		api.WriteError(w, api.ErrUnavailable)
+	}
+	return true
+}
