@@ -20,6 +20,8 @@ import (
 	"github.com/nudge-dev/nudge/admin"
 	"github.com/nudge-dev/nudge/bus"
 	"github.com/nudge-dev/nudge/bus/jetstream"
+	"github.com/nudge-dev/nudge/dashboard"
+	"github.com/nudge-dev/nudge/engage"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/ingest"
 	"github.com/nudge-dev/nudge/journey"
@@ -53,6 +55,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	return serve(ctx, cfg, journey.WallClock{}, stdout, stderr)
+}
+
+// serve runs nudge with clock as the time of its journeys and of
+// receivedAt (tests run it in process on a virtual clock).
+func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, stderr io.Writer) error {
 	logger, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -123,14 +131,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	mx := metrics.New(logger.With("component", "metrics"))
+	tracking := ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys, Metrics: mx.Ingest},
+		w, ix, clock.Now, logger.With("component", "ingest"))
+	loop, webhooks, err := newFeedback(cfg, tracking, profiles, keys, clock.Now, logger.With("component", "feedback"))
+	if err != nil {
+		return err
+	}
+	caps, _ := cfg.Channels.caps()
+	lanes, _ := cfg.Channels.lanes()
 	journeys, err := journey.NewRuntime(journey.Config{
-		Engine: profiles, Store: store, Keys: keys, Logger: logger.With("component", "journeys"),
-		TimeToTrigger: mx.TimeToTrigger(),
+		Engine: profiles, Store: store, Keys: keys, Logger: logger.With("component", "journeys"), Clock: clock,
+		TimeToTrigger: mx.TimeToTrigger(), Delivery: mx.Deliveries(), Caps: caps, Lanes: lanes, Links: loop,
 	}, js, chans)
 	if err != nil {
 		return fmt.Errorf("journeys: %w", err)
 	}
 	profiles.SetReactor(journeys)
+	defs, err := openDefinitions(ctx, cfg, journeys)
+	if err != nil {
+		return err
+	}
 
 	// Metrics and readiness. The profile consumer is ready once it has
 	// applied what the log holds now.
@@ -149,11 +169,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	ready.Add("forwarder", metrics.ForwarderCheck(fwd.Err))
 	ready.Add("profiles", metrics.CaughtUpCheck(log, profilesConsumer, startSeq))
 
+	mx.DeadLetters(journeys.DeadLetterCount)
+
 	mux := http.NewServeMux()
-	ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys, Metrics: mx.Ingest},
-		w, ix, time.Now, logger.With("component", "ingest")).Register(mux)
+	tracking.Register(mux)
+	loop.Register(mux, webhooks, engage.Config{Logger: logger.With("component", "links")})
 	adminAPI := admin.New(admin.Config{
 		Token: cfg.AdminToken, Log: log, Forwarded: fwd, Keys: keys, Profiles: profiles, Erasures: fwd, Journeys: journeys,
+		Definitions: defs,
 	}, logger.With("component", "admin"))
 	adminAPI.Register(mux)
 	// Open to anyone who can reach the listen address, as Prometheus
@@ -161,6 +184,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	mux.Handle("GET /metrics", mx.Handler())
 	mux.Handle("GET /healthz", metrics.Healthz)
 	mux.Handle("GET /readyz", &ready)
+	mux.Handle("/", dashboard.Handler()) // the fallback: every other route is more specific
 
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
@@ -296,7 +320,11 @@ func ensureSecrets(cfg *Config, stdout io.Writer) error {
 	return nil
 }
 
-func readOrMakeSecret(path string) (string, error) {
+func readOrMakeSecret(path string) (string, error) { return readOrMake(path, 1) }
+
+// readOrMake reads the secret kept in path, or makes one of n random texts
+// (130 bits each) and keeps it there.
+func readOrMake(path string, n int) (string, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		if s := strings.TrimSpace(string(b)); s != "" {
 			return s, nil
@@ -304,7 +332,10 @@ func readOrMakeSecret(path string) (string, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
-	s := rand.Text()
+	var s string
+	for range n {
+		s += rand.Text()
+	}
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
 		return "", err
 	}
