@@ -207,7 +207,7 @@ func (rt *Runtime) takeDeadLetter(ctx context.Context, id string, then func(*txn
 		}
 		t := rt.begin(ctx, tx)
 		tx.Delete(k)
-		tx.Urgent() // the admin API reads the store right after
+		tx.Durable() // an operator's decision, and the admin API reads the store right after
 		rt.deadLetters.Add(-1)
 		var jid runID
 		copy(jid[:], k[len(prefixDead)+8:])

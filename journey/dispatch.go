@@ -273,7 +273,11 @@ func (rt *Runtime) record(ctx context.Context, marks, outcomes []*delivery) erro
 		for _, d := range outcomes {
 			rt.outcome(t, d)
 		}
-		tx.Urgent()
+		if len(marks) > 0 {
+			tx.Durable() // on disk before the provider is called
+		} else {
+			tx.Urgent()
+		}
 		return t.finish()
 	})
 }

@@ -104,6 +104,14 @@ func (tx *Tx) Scan(ctx context.Context, from, to []byte, fn func(key, value []by
 // send job for the delivery workers).
 func (tx *Tx) Urgent() { tx.en.urgent = true }
 
+// Durable is Urgent, and the commit reaches stable storage before Do
+// returns: for state that no event replay can rebuild (a send job marked
+// in flight before its provider is called).
+func (tx *Tx) Durable() {
+	tx.en.urgent = true
+	tx.en.batch.Durable = true
+}
+
 // Profile returns the profile with the given id, or nil.
 func (tx *Tx) Profile(ctx context.Context, id Ref) (*Profile, error) {
 	return tx.en.load(ctx, id, true)

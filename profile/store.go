@@ -94,6 +94,11 @@ type Batch struct {
 	Forget    []Ref             // subjects whose whole history goes
 	Positions []uint64          // see Store.Positions; zero entries are left as they are
 	Ext       map[string][]byte // extension keys to set; a nil value deletes
+	// Durable asks for the commit to reach stable storage before Commit
+	// returns (fsync). Without it a commit survives a crash of nudge only
+	// once the store has written it out, which the log's replay makes good
+	// for everything derived from events; Durable is for the rest.
+	Durable bool
 }
 
 // Reset empties b for reuse.
@@ -108,6 +113,7 @@ func (b *Batch) Reset() {
 	b.Forget = b.Forget[:0]
 	clear(b.Positions)
 	clear(b.Ext)
+	b.Durable = false
 }
 
 // Empty reports whether b changes nothing.

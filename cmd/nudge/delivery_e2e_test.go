@@ -290,3 +290,168 @@ func TestAbandonedCartThroughProviders(t *testing.T) {
 		t.Fatalf("%d emails after the unsubscribe", len(msgs))
 	}
 }
+
+// killingSMTP is an SMTP server that takes messages and, on the first,
+// kills nudge before it answers: the provider has the message, nudge never
+// learns it.
+func killingSMTP(t *testing.T, kill func()) (addr string, messages *atomic.Int32) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	messages = &atomic.Int32{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				fmt.Fprint(c, "220 test ESMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+					case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+						fmt.Fprint(c, "250 test\r\n")
+					case cmd == "DATA":
+						fmt.Fprint(c, "354 go on\r\n")
+						for {
+							l, err := r.ReadString('\n')
+							if err != nil {
+								return
+							}
+							if l == ".\r\n" {
+								break
+							}
+						}
+						if messages.Add(1) == 1 {
+							kill()
+						}
+						fmt.Fprint(c, "250 queued\r\n")
+					case cmd == "QUIT":
+						fmt.Fprint(c, "221 bye\r\n")
+						return
+					default:
+						fmt.Fprint(c, "250 ok\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), messages
+}
+
+func writeJourney(t *testing.T, dir, doc string) string {
+	t.Helper()
+	js := filepath.Join(dir, "journeys")
+	if err := os.MkdirAll(js, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(js, "j.yaml"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// kill -9 after the provider took a message and before nudge recorded it.
+// A signed webhook is sent again with the same Idempotency-Key, so the
+// receiver drops it; an email (SMTP takes no key) is not sent again: it is
+// dead-lettered as in doubt.
+func TestKillBetweenProviderAnswerAndRecord(t *testing.T) {
+	t.Run("webhook: resent with the same key", func(t *testing.T) {
+		var running atomic.Pointer[proc]
+		var mu sync.Mutex
+		var keys []string
+		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			keys = append(keys, r.Header.Get("Idempotency-Key"))
+			first := len(keys) == 1
+			mu.Unlock()
+			if first {
+				running.Load().cmd.Process.Kill()
+			}
+		}))
+		defer recv.Close()
+		dir := t.TempDir()
+		js := writeJourney(t, dir, `id: hook
+trigger: {event: Signed Up}
+steps:
+  - id: notify
+    send: {channel: webhook, content: {url: "`+recv.URL+`/hook", body: '{"ok": true}'}}
+`)
+		data := filepath.Join(dir, "data")
+		p := start(t, data, "--journeys", js)
+		running.Store(p)
+		p.mustPost("/v1/track", `{"userId":"k1","event":"Signed Up"}`)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("nudge was not killed\n%s", p.stderr)
+		}
+		p = start(t, data, "--journeys", js)
+		running.Store(p)
+		eventually(t, 30*time.Second, "the resend", func() bool { mu.Lock(); defer mu.Unlock(); return len(keys) == 2 })
+		code, body := p.admin(http.MethodGet, "/v1/journeys/hook/stats")
+		mu.Lock()
+		defer mu.Unlock()
+		if keys[0] == "" || keys[0] != keys[1] {
+			t.Fatalf("keys %q", keys)
+		}
+		if code != 200 || !strings.Contains(body, `"sent":1`) {
+			t.Fatalf("stats %d %s", code, body)
+		}
+	})
+	t.Run("email: not sent again, in doubt", func(t *testing.T) {
+		var running atomic.Pointer[proc]
+		addr, messages := killingSMTP(t, func() { running.Load().cmd.Process.Kill() })
+		dir := t.TempDir()
+		js := writeJourney(t, dir, `id: hello
+trigger: {event: Signed Up}
+steps:
+  - id: welcome
+    send: {channel: email, content: {subject: Welcome, text: hello}}
+`)
+		data := filepath.Join(dir, "data")
+		args := []string{"--journeys", js, "--smtp-addr", addr, "--email-from", "shop@example.com"}
+		p := start(t, data, args...)
+		running.Store(p)
+		p.mustPost("/v1/identify", `{"userId":"k2","traits":{"email":"k2@example.com"}}`)
+		p.mustPost("/v1/track", `{"userId":"k2","event":"Signed Up"}`)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("nudge was not killed\n%s", p.stderr)
+		}
+		p = start(t, data, args...)
+		running.Store(p)
+		var body string
+		defer func() {
+			if t.Failed() {
+				t.Logf("dlq: %s\nmessages %d\n%s", body, messages.Load(), p.stderr)
+			}
+		}()
+		eventually(t, 30*time.Second, "the in-doubt dead letter", func() bool {
+			_, body = p.admin(http.MethodGet, "/v1/dlq")
+			return strings.Contains(body, `"error":"in doubt`)
+		})
+		if n := messages.Load(); n != 1 {
+			t.Fatalf("the SMTP server got %d messages", n)
+		}
+		if code, stats := p.admin(http.MethodGet, "/v1/journeys/hello/stats"); code != 200 || !strings.Contains(stats, `"in_doubt":1`) || strings.Contains(stats, `"sent"`) {
+			t.Fatalf("stats %d %s", code, stats)
+		}
+		// The operator sees it, and may send it after all.
+		var page struct{ Items []struct{ ID string } }
+		json.Unmarshal([]byte(body), &page)
+		if code, _ := p.admin(http.MethodPost, "/v1/dlq/"+page.Items[0].ID+"/redrive"); code != http.StatusAccepted {
+			t.Fatalf("redrive: %d", code)
+		}
+		eventually(t, 30*time.Second, "the redriven email", func() bool { return messages.Load() == 2 })
+	})
+}

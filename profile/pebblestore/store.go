@@ -298,7 +298,11 @@ func (s *Store) Commit(_ context.Context, b *profile.Batch) error {
 			}
 		}
 	}
-	if err := wb.Commit(pebble.NoSync); err != nil {
+	sync := pebble.NoSync
+	if b.Durable {
+		sync = pebble.Sync
+	}
+	if err := wb.Commit(sync); err != nil {
 		return fmt.Errorf("profile store: commit: %w", err)
 	}
 	return nil
