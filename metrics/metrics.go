@@ -119,7 +119,9 @@ func (m *Metrics) Deliveries() func(channel, outcome string, d time.Duration) {
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"channel", "outcome"})
 	m.Registry.MustRegister(h)
-	return func(channel, outcome string, d time.Duration) { h.WithLabelValues(channel, outcome).Observe(d.Seconds()) }
+	return func(channel, outcome string, d time.Duration) {
+		h.WithLabelValues(channel, outcome).Observe(d.Seconds())
+	}
 }
 
 // DeadLetters exports the depth of the dead-letter queue; depth is called
