@@ -79,6 +79,10 @@ type Event struct {
 	// Erased, on an Erase event, lists the pseudonyms of the erased
 	// person's identifiers.
 	Erased []string `json:"erased,omitempty"`
+	// TraceParent is the W3C trace context of the request that brought the
+	// event (its ingest span), so that what the event causes (a journey
+	// step, a delivery) joins its trace. "" when tracing is off.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // CustomerKey is the identifier the log partitions the event by: the user id

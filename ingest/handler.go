@@ -18,10 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/shred"
+	"github.com/nudge-dev/nudge/tracing"
 	"github.com/nudge-dev/nudge/wal"
 )
 
@@ -151,6 +155,10 @@ func (h *Handler) endpoint(name string, parse parseFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := h.now()
 		defer func() { h.metrics.Served(name, h.now().Sub(now)) }()
+		ctx, span := tracing.Tracer.Start(tracing.FromHeader(r.Context(), propagation.HeaderCarrier(r.Header)),
+			"nudge.ingest "+name, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		r = r.WithContext(ctx)
 		source, basic := h.basicSource(r)
 		if basic && source == "" {
 			h.reject(w, "", errUnauthorized)
@@ -212,11 +220,14 @@ func (h *Handler) Publish(ctx context.Context, source string, events []nudge.Eve
 	return nil
 }
 
-// store keeps the events not seen before, durably, and counts them.
+// store keeps the events not seen before, durably, and counts them. Each
+// event carries the trace context of ctx's span.
 func (h *Handler) store(ctx context.Context, source string, events []nudge.Event, now time.Time) *api.Error {
+	tp := tracing.Parent(ctx)
 	keys := make([]dedup.Key, len(events))
 	for i := range events {
 		events[i].Source = source
+		events[i].TraceParent = tp
 		keys[i] = dedup.KeyOf(source, events[i].MessageID)
 	}
 	claim, err := h.dedup.Claim(ctx, keys, now)

@@ -10,11 +10,15 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/nudge-dev/nudge/channel"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/shred"
+	"github.com/nudge-dev/nudge/tracing"
 )
 
 // The dispatcher. One goroutine scans the due jobs in key order and hands
@@ -162,10 +166,17 @@ func (rt *Runtime) attempt(ctx context.Context, d *delivery) {
 	if !d.m.TriggeredAt.IsZero() && d.h.attempts == 0 && rt.cfg.TimeToTrigger != nil {
 		rt.cfg.TimeToTrigger(d.m.Channel, rt.cfg.Clock.Now().Sub(d.m.TriggeredAt))
 	}
-	sctx, cancel := context.WithTimeout(ctx, rt.cfg.SendTimeout)
+	sctx, cancel := context.WithTimeout(tracing.WithParent(ctx, d.h.trace), rt.cfg.SendTimeout)
+	sctx, span := tracing.Tracer.Start(sctx, "nudge.deliver "+d.h.channel, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("journey", d.h.journey), attribute.String("step", d.h.step),
+			attribute.String("channel", d.h.channel), attribute.Int("attempt", d.h.attempts+1)))
 	start := time.Now()
 	d.err = l.ch.Send(sctx, d.m)
 	took := time.Since(start)
+	if d.err != nil {
+		span.SetStatus(codes.Error, d.err.Error())
+	}
+	span.End()
 	cancel()
 	d.attempted = true
 	done(d.err)

@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/channel"
 	"github.com/nudge-dev/nudge/profile"
+	"github.com/nudge-dev/nudge/tracing"
 )
 
 // Bounds of what the runtime keeps per profile and journey.
@@ -586,6 +589,14 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	if err != nil {
 		t.fail(err)
 		return
+	}
+	if t.event != nil && t.event.TraceParent != "" {
+		// The event's trace goes on through this step to the delivery.
+		_, span := tracing.Tracer.Start(tracing.WithParent(t.ctx, t.event.TraceParent), "nudge.journey.send",
+			trace.WithAttributes(attribute.String("journey", j.ID), attribute.Int("version", j.Version),
+				attribute.String("step", s.ID), attribute.String("channel", snd.Channel)))
+		h.trace = tracing.Parent(trace.ContextWithSpan(t.ctx, span))
+		span.End()
 	}
 	t.rt.setJob(t.tx, jobKey(due, newID("job", key)), h)
 	t.jobs = true

@@ -39,6 +39,7 @@ type jobHeader struct {
 	attempts int
 	created  int64 // when the run decided to send, Unix ns: the age bound
 	flags    byte
+	trace    string // the W3C traceparent of the send step's span ("": none)
 	body     []byte
 }
 
@@ -65,6 +66,7 @@ func (h *jobHeader) encode() []byte {
 	w.uvarint(uint64(h.attempts))
 	w.varint(h.created)
 	w.byte(h.flags)
+	w.str(h.trace)
 	w.bytes(h.body)
 	return w.b
 }
@@ -85,6 +87,7 @@ func parseJobHeader(v []byte) (*jobHeader, error) {
 	h.attempts = int(r.uvarint())
 	h.created = r.varint()
 	h.flags = r.byte()
+	h.trace = r.str()
 	h.body = r.bytes()
 	if r.err == nil && len(r.b) != 0 {
 		return nil, errCorrupt

@@ -23,6 +23,7 @@ import (
 	"github.com/nudge-dev/nudge/dashboard"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/engage"
+	"github.com/nudge-dev/nudge/tracing"
 	"github.com/nudge-dev/nudge/ingest"
 	"github.com/nudge-dev/nudge/journey"
 	"github.com/nudge-dev/nudge/metrics"
@@ -65,6 +66,17 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx)
+	if err != nil {
+		return fmt.Errorf("tracing (OTEL_* environment): %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			logger.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}()
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
