@@ -21,6 +21,8 @@ if [ ! -d "$sdk/node_modules/@segment/analytics-node" ]; then
   (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '^bench/' || true)
+if [ -n "$unformatted" ]; then echo "test.sh: not gofmt-ed:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
 # Budgets are counts of executions, not durations: with a duration, Go 1.26's
@@ -30,3 +32,4 @@ go test -run '^$' -fuzz '^FuzzParseSegment$' -fuzztime "${FUZZ_SEGMENT:-200000x}
 go test -run '^$' -fuzz '^FuzzParseCloudEvents$' -fuzztime "${FUZZ_CLOUDEVENTS:-60000x}" ./ingest/
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZ_EVENT:-100000x}" .
 go test -run '^$' -fuzz '^FuzzApply$' -fuzztime "${FUZZ_PROFILE:-50000x}" ./profile/
+go test -run '^$' -fuzz '^FuzzParseToken$' -fuzztime "${FUZZ_LINKS:-50000x}" ./engage/

@@ -23,13 +23,13 @@ import (
 	"github.com/nudge-dev/nudge/dashboard"
 	"github.com/nudge-dev/nudge/dedup"
 	"github.com/nudge-dev/nudge/engage"
-	"github.com/nudge-dev/nudge/tracing"
 	"github.com/nudge-dev/nudge/ingest"
 	"github.com/nudge-dev/nudge/journey"
 	"github.com/nudge-dev/nudge/metrics"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/profile/pebblestore"
 	"github.com/nudge-dev/nudge/shred"
+	"github.com/nudge-dev/nudge/tracing"
 	"github.com/nudge-dev/nudge/wal"
 )
 
