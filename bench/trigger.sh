@@ -1,8 +1,10 @@
 #!/bin/sh
 # Time to trigger: open-loop load at RATE batches/s of 100 events; every
 # "Checkout Started" among them (one in five) triggers a journey whose
-# webhook goes to a local receiver. Prints the time-to-trigger histogram
-# (event acknowledged -> webhook attempted) from /metrics. Loopback only.
+# webhook goes to a local receiver (nudge-load receive). Prints the
+# receiver's end-to-end figures (the client's send, stamped in the event's
+# timestamp, to the webhook's arrival) and nudge's own histogram (event
+# acknowledged -> webhook attempted) from /metrics. Loopback only.
 #
 #   bench/trigger.sh [RATE] [DURATION]        (default 10 30s: 1,000 events/s)
 set -eu
@@ -10,13 +12,9 @@ RATE=${1:-10}
 DURATION=${2:-30s}
 DATA=$(mktemp -d /var/tmp/nudge-trigger.XXXXXX)
 trap 'kill $NUDGE $RECV 2>/dev/null; wait 2>/dev/null; rm -rf "$DATA"' EXIT
-python3 -c '
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0))); self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", 18384), H).serve_forever()' &
+go build -o "$DATA/nudge" ./cmd/nudge
+go build -o "$DATA/nudge-load" ./cmd/nudge-load
+"$DATA/nudge-load" receive --addr 127.0.0.1:18384 --warmup 5s >"$DATA/recv" &
 RECV=$!
 mkdir -p "$DATA/journeys"
 cat >"$DATA/journeys/checkout.yaml" <<'YAML'
@@ -30,16 +28,16 @@ steps:
       channel: webhook
       content:
         url: http://127.0.0.1:18384/hook
-        body: '{"user": {{ event.userId | json }}}'
+        body: '{"ts": {{ event.timestamp | json }}}'
 YAML
-go build -o "$DATA/nudge" ./cmd/nudge
-go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge" serve --data "$DATA/d" --http 127.0.0.1:18383 --write-key load --admin-token adm \
 	--journeys "$DATA/journeys" --log-level warn >"$DATA/out" 2>&1 &
 NUDGE=$!
 until curl -sf http://127.0.0.1:18383/readyz >/dev/null; do sleep 0.2; done
 "$DATA/nudge-load" run --url http://127.0.0.1:18383 --write-key load --rate "$RATE" --duration "$DURATION" --users 100000 --pid $NUDGE | grep -E "throughput|latency|target"
 sleep 3
+kill $RECV; wait $RECV 2>/dev/null || true
+cat "$DATA/recv"
 curl -s http://127.0.0.1:18383/metrics | grep '^nudge_time_to_trigger_seconds' | awk '
 	/_bucket/ { match($0, /le="[^"]*"/); le = substr($0, RSTART+4, RLENGTH-5); b[++n] = le; c[n] = $2 }
 	/_count/ { total = $2 }

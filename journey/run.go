@@ -582,7 +582,9 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 			t.rt.logger.Warn("journey message links could not be made", "journey", j.ID, "step", s.ID, "err", err)
 		}
 	}
-	if t.event != nil {
+	if t.event != nil && due <= t.now {
+		// Time to trigger is nudge's own delay: not for a send put off
+		// until quiet hours end.
 		m.TriggeredAt = t.event.ReceivedAt
 	}
 	h, err := t.rt.newJob(w.ref, m)

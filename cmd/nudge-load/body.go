@@ -25,7 +25,7 @@ type eventSlot struct{ msg, user, ts int }
 
 const (
 	msgDigits = 16                         // fixed-width counter in each messageId
-	tsLayout  = "2006-01-02T15:04:05.000Z" // Segment/ISO 8601, UTC, 24 bytes
+	tsLayout  = "2006-01-02T15:04:05.000000Z" // ISO 8601, UTC, µs (time to trigger is measured from it), 27 bytes
 )
 
 var eventNames = []string{"Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Product Clicked"}

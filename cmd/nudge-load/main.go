@@ -5,6 +5,7 @@
 //	nudge-load run     --url http://127.0.0.1:8080 ...     load generator
 //	nudge-load compare --url http://127.0.0.1:8080 ...     nudge vs reference
 //	nudge-load probe   --url http://127.0.0.1:8080 ...     profile read latency
+//	nudge-load receive --addr 127.0.0.1:18384              webhook receiver: time to trigger
 //
 // The reference server is a deliberately small Segment-compatible ingest
 // server that decodes each event with encoding/json, appends the raw bodies to
@@ -49,6 +50,8 @@ commands:
            started for the occasion, and print the ratio nudge/reference
   probe    read profiles (GET /v1/profiles/{id}) at a fixed rate and report
            their latency, while a run loads the server
+  receive  receive journeys' webhooks and report the time from the client's
+           send of the triggering event to the webhook's arrival
 
 "nudge-load <command> -h" lists a command's flags.
 `
@@ -71,6 +74,8 @@ func main() {
 		err = compareMain(ctx, args, os.Stdout, os.Stderr)
 	case "probe":
 		err = probeMain(ctx, args, os.Stdout)
+	case "receive":
+		err = receiveMain(ctx, args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -292,7 +292,7 @@ func TestBodyTemplate(t *testing.T) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.MessageID != "run1-0000000000000000" || e.Timestamp != "2026-11-27T07:00:00.123Z" || len(e.UserID) != 2 || e.UserID[0] != 'u' {
+	if e.MessageID != "run1-0000000000000000" || e.Timestamp != "2026-11-27T07:00:00.123000Z" || len(e.UserID) != 2 || e.UserID[0] != 'u' {
 		t.Errorf("event %+v", e)
 	}
 	json.Unmarshal(m.next(now), &e)
