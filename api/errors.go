@@ -80,6 +80,12 @@ const (
 	// CodeInvalidJourney: a journey definition (PUT /v1/journeys/{id}) does
 	// not parse or validate; the message names each line and field.
 	CodeInvalidJourney = "invalid_journey"
+	// CodeInvalidLink: a signed link (unsubscribe, open pixel, click) was
+	// forged, changed, cut or has expired.
+	CodeInvalidLink = "invalid_link"
+	// CodeInvalidSignature: a provider's webhook is not signed with the
+	// key configured for it.
+	CodeInvalidSignature = "invalid_signature"
 )
 
 // Errors shared by several APIs.
@@ -121,6 +127,8 @@ func StatusOf(code string) int {
 		return http.StatusInternalServerError
 	case CodeNotFound:
 		return http.StatusNotFound
+	case CodeInvalidLink, CodeInvalidSignature:
+		return http.StatusForbidden
 	}
 	return http.StatusBadRequest
 }

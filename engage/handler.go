@@ -30,11 +30,8 @@ type Config struct {
 	ClickMaxAge time.Duration
 }
 
-// The code of the answer to a link that fails verification. It belongs in
-// the api package's table of codes: until it is there, it is kept here.
-const codeInvalidLink = "invalid_link"
-
-var errInvalidLink = &api.Error{Status: http.StatusForbidden, Code: codeInvalidLink, Message: "invalid or expired link"}
+// errInvalidLink answers a link that fails verification.
+var errInvalidLink = &api.Error{Status: http.StatusForbidden, Code: api.CodeInvalidLink, Message: "invalid or expired link"}
 
 // maxUserAgent bounds Engagement.UserAgent.
 const maxUserAgent = 512

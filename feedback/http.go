@@ -32,6 +32,10 @@ type Webhooks struct {
 	Now func() time.Time
 }
 
+// maxWebhookBody bounds a provider's webhook request (SendGrid posts
+// batches of events of up to several megabytes).
+const maxWebhookBody = 16 << 20
+
 // The webhook routes.
 const (
 	SendGridPath = "/v1/webhooks/sendgrid"
@@ -70,7 +74,7 @@ func (l *Loop) Register(mux *http.ServeMux, wh Webhooks, links engage.Config) {
 	}
 }
 
-var errForged = &api.Error{Status: http.StatusForbidden, Code: api.CodeUnauthorized,
+var errForged = &api.Error{Status: http.StatusForbidden, Code: api.CodeInvalidSignature,
 	Message: "the webhook's signature does not verify: check the signing key configured for this provider"}
 
 // webhook serves a provider's webhook: parse and check it, report it, and
@@ -78,7 +82,7 @@ var errForged = &api.Error{Status: http.StatusForbidden, Code: api.CodeUnauthori
 // retries).
 func (l *Loop) webhook(provider string, parse func(*http.Request) ([]channel.Feedback, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBody)
 		fbs, err := parse(r)
 		if errors.Is(err, sendgrid.ErrSignature) || errors.Is(err, mailgun.ErrSignature) || errors.Is(err, twilio.ErrSignature) {
 			l.log.Warn("provider webhook refused: bad signature", "provider", provider)

@@ -24,11 +24,12 @@ import (
 //
 //   - queued: b.N jobs are written first, then the dispatcher starts:
 //     deliveries/s of the dispatcher alone.
+//
 //   - paced: events arrive at 2,000/s with the dispatcher running: the
 //     pipeline's own latency, from the send step (the message's CreatedAt,
 //     on the wall clock) to the provider call, p50 and p99.
 //
-//	go test -run '^$' -bench Deliveries -benchtime 20000x ./journey/
+//     go test -run '^$' -bench Deliveries -benchtime 20000x ./journey/
 func BenchmarkDeliveries(b *testing.B) {
 	for _, mode := range []string{"queued", "paced"} {
 		b.Run(mode, func(b *testing.B) { benchDeliveries(b, mode == "paced") })

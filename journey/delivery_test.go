@@ -2,6 +2,7 @@ package journey
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/channel"
 	"github.com/nudge-dev/nudge/profile"
 )
@@ -341,5 +343,66 @@ func TestAHangingChannelDoesNotDelayOthers(t *testing.T) {
 		case <-time.After(10 * time.Second): // a failure bound, not a synchronisation
 			t.Fatalf("email %d not delivered while sms hangs", i)
 		}
+	}
+}
+
+// The pending timers are counted as runs arm and fire them, and each
+// firing reports how late it was.
+func TestTimersPendingAndLateness(t *testing.T) {
+	h := newHarness(t, journeyOf(t, `
+id: later
+trigger: {event: Ping}
+steps:
+  - {id: w, wait: {duration: 1h}}
+  - id: hit
+    send: {channel: email, content: {subject: hi, text: x}}
+`))
+	var late []time.Duration
+	h.Config.TimerFired = func(d time.Duration) { late = append(late, d) }
+	h.crash()
+	h.send(h.ev("ann", "Ping", "", 0), h.ev("bob", "Ping", "", 0))
+	h.settle()
+	if n := h.Runtime.TimersPending(); n != 2 {
+		t.Fatalf("pending %d, want 2", n)
+	}
+	h.crash() // counted again from the store
+	if n := h.Runtime.TimersPending(); n != 2 {
+		t.Fatalf("pending after a restart %d, want 2", n)
+	}
+	h.Config.TimerFired = func(d time.Duration) { late = append(late, d) }
+	h.crash()
+	h.advance(90 * time.Minute)
+	if n := h.Runtime.TimersPending(); n != 0 || len(late) != 2 || late[0] != 30*time.Minute {
+		t.Fatalf("pending %d, lateness %v", n, late)
+	}
+	tot := h.Runtime.Totals()
+	if len(tot) != 1 || tot[0].Journey != "later" || tot[0].Entered != 2 || tot[0].Exits["completed"] != 2 {
+		t.Fatalf("totals %+v", tot)
+	}
+}
+
+// A marketing send needs the customer's consent category (marketing by
+// default) not to be refused; a transactional one does not.
+func TestConsentIsHonoured(t *testing.T) {
+	receipt := journeyOf(t, strings.NewReplacer("id: ping", "id: receipt", "event: Ping", "event: Paid", "channel: email,", "channel: email, transactional: true,").Replace(pingDoc))
+	ads := journeyOf(t, strings.NewReplacer("id: ping", "id: ads", "event: Ping", "event: Browse", "channel: email,", "channel: email, consent: Advertising,").Replace(pingDoc))
+	h := newHarness(t, journeyOf(t, pingDoc), receipt, ads)
+	consent := func(prefs string) string {
+		return `{"type":"identify","userId":"ann","context":{"consent":{"categoryPreferences":` + prefs + `}}}`
+	}
+	var e nudge.Event
+	if err := json.Unmarshal([]byte(consent(`{"Marketing": false, "Advertising": true}`)), &e); err != nil {
+		t.Fatal(err)
+	}
+	e.MessageID, e.Timestamp = "c1", h.Clock.Now()
+	h.send(e)
+	h.send(h.ev("ann", "Ping", "", time.Second), h.ev("ann", "Paid", "", time.Second), h.ev("ann", "Browse", "", time.Second))
+	h.settle()
+	got := h.sent("email")
+	if len(got) != 2 || got[0].Journey == "ping" || got[1].Journey == "ping" {
+		t.Fatalf("sent %+v", got)
+	}
+	if s := h.stats("ping").Steps["hit"]; s.Suppressed != 1 {
+		t.Fatalf("stats %+v", s)
 	}
 }

@@ -32,7 +32,7 @@ const DefaultAllowedLateness = 5 * time.Minute
 
 // DefaultChannels are the channel names a send step may use until the
 // runtime registers its channels.
-var DefaultChannels = []string{"webhook", "log", "email", "sms", "push", "slack", "audience", "cdp"}
+var DefaultChannels = []string{"webhook", "log", "email", "sms", "push", "slack", "google_ads", "meta_audience", "cdp"}
 
 // Journey is one compiled journey definition.
 type Journey struct {
@@ -349,7 +349,15 @@ type Send struct {
 	// the channel's group, is not sent it, and its unsubscribe link
 	// unsubscribes from the group ("": from the channel).
 	Group string
+	// Consent is the consent category (Segment's consent spec,
+	// context.consent.categoryPreferences) a marketing message needs: a
+	// customer whose latest preference for it is false is not sent it. No
+	// preference at all is consent (default category DefaultConsent).
+	Consent string
 }
+
+// DefaultConsent is the consent category of marketing messages.
+const DefaultConsent = "marketing"
 
 // QuietHours is a time of the customer's day when marketing messages are
 // not sent: from From until To, in the profile's time zone (else Timezone,

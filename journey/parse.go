@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -894,8 +895,9 @@ func (d *decoder) step(v val) (*Step, map[string]bool) {
 	kv, _ := o.get(kinds[0])
 	switch s.Kind {
 	case StepSend:
-		so := d.object(kv, "channel", "template", "content", "transactional", "group")
-		s.Send = &Send{Channel: so.str("channel"), Template: so.str("template"), Group: so.str("group")}
+		so := d.object(kv, "channel", "template", "content", "transactional", "group", "consent")
+		s.Send = &Send{Channel: so.str("channel"), Template: so.str("template"), Group: so.str("group"),
+			Consent: cmp.Or(so.str("consent"), DefaultConsent)}
 		if cv, ok := so.get("content"); ok {
 			s.Send.Content = d.texts(cv)
 		}

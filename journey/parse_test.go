@@ -68,7 +68,7 @@ steps:
 `,
 			want: []string{
 				`4: trigger.if: column 25: Syntax error`,
-				`8: steps[0].send.channel: unknown channel "carrier-pigeon" (known: webhook, log, email, sms, push, slack, audience, cdp)`,
+				`8: steps[0].send.channel: unknown channel "carrier-pigeon" (known: webhook, log, email, sms, push, slack, google_ads, meta_audience, cdp)`,
 				`10: steps[1].id: "sms" is already the id of steps[0]`,
 				`12: steps[1].wait.duration: "3 hourz" is not a duration`,
 				`15: steps[2].next: no step has the id "nowhere"`,

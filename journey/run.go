@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -518,7 +519,7 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	}
 	due := min(at, t.now)
 	if !snd.Transactional {
-		if unsubscribed(&p.State, snd.Channel, snd.Group) {
+		if unsubscribed(&p.State, snd.Channel, snd.Group) || refused(&p.State, snd.Consent) {
 			t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Suppressed++ })
 			return
 		}
@@ -603,6 +604,17 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	t.rt.setJob(t.tx, jobKey(due, newID("job", key)), h)
 	t.jobs = true
 	t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Queued++ })
+}
+
+// refused reports whether the profile's latest preference for the consent
+// category (matched without regard to case) is false.
+func refused(s *profile.State, category string) bool {
+	for k, f := range s.Consent {
+		if !f.Value && strings.EqualFold(k, category) {
+			return true
+		}
+	}
+	return false
 }
 
 // unsubscribed reports whether the profile unsubscribed from the channel,

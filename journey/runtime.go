@@ -85,11 +85,12 @@ type Config struct {
 	// breakers, by channel name.
 	Lanes map[string]LaneConfig
 	// MaxAttempts bounds the attempts of a send that fails with a
-	// retryable error (default 8), and MaxAge its age (default 24 h): past
-	// either it is dead-lettered. The waits between attempts double from
-	// RetryMin (default 1 s) up to RetryMax (default 1 h), less up to a
-	// half at random, and are at least what the channel's Retry-After
-	// asked for.
+	// retryable error (default 12), and MaxAge its age (default 24 h):
+	// past either it is dead-lettered. The waits between attempts double
+	// from RetryMin (default 10 s) up to RetryMax (default 1 h), less up to
+	// a half at random, and are at least what the channel's Retry-After
+	// asked for: by default a message rides out a provider outage of about
+	// two to three hours.
 	MaxAttempts        int
 	MaxAge             time.Duration
 	RetryMin, RetryMax time.Duration
@@ -100,6 +101,9 @@ type Config struct {
 	// event caused: its channel and the time from the event's
 	// acknowledgement to the attempt (the metrics histogram).
 	TimeToTrigger func(channel string, d time.Duration)
+	// TimerFired, when set, is told of every timer fired: how late it
+	// fired (0 or more).
+	TimerFired func(lateness time.Duration)
 	// Delivery, when set, is told of every send attempt: its channel, its
 	// outcome ("sent", "retry" or "failed") and how long it took.
 	Delivery func(channel, outcome string, d time.Duration)
@@ -122,10 +126,10 @@ func (c *Config) defaults() {
 		c.SendTimeout = 10 * time.Second
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 8
+		c.MaxAttempts = 12
 	}
 	if c.RetryMin <= 0 {
-		c.RetryMin = time.Second
+		c.RetryMin = 10 * time.Second
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = time.Hour
@@ -182,8 +186,8 @@ type Runtime struct {
 	dispMu   sync.Mutex
 	claimed  map[string]bool
 	finished []string
-	// deadLetters counts the dead-letter queue.
-	deadLetters atomic.Int64
+	// deadLetters counts the dead-letter queue; timers the pending timers.
+	deadLetters, timers atomic.Int64
 
 	timerKick chan struct{}
 	sendKick  chan struct{}
@@ -231,6 +235,9 @@ func NewRuntime(cfg Config, journeys []*Journey, channels []channel.Channel) (*R
 		return nil, err
 	}
 	if err := rt.countDeadLetters(context.Background()); err != nil {
+		return nil, err
+	}
+	if err := rt.countTimers(context.Background()); err != nil {
 		return nil, err
 	}
 	return rt, nil
@@ -406,6 +413,7 @@ func (w *work) save() error {
 	for _, b := range w.before {
 		if !slices.ContainsFunc(after, func(a timerRef) bool { return a.due == b.due && a.id == b.id }) {
 			t.tx.Delete(timerKey(b.due, b.id))
+			t.rt.timers.Add(-1)
 		}
 	}
 	for _, a := range after {
@@ -413,6 +421,7 @@ func (w *work) save() error {
 			k := timerKey(a.due, a.id)
 			t.tx.Set(k, timerValue(a, w.ref))
 			t.note(k, a.due)
+			t.rt.timers.Add(1)
 		}
 	}
 	if w.shredded || w.rec.empty() {

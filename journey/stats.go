@@ -11,6 +11,7 @@ import (
 	"github.com/nudge-dev/nudge/channel"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Stats are counted per journey version, in memory, and written to the
@@ -256,4 +257,51 @@ func (rt *Runtime) Stats(journeyID string) (StatsView, error) {
 	}
 	slices.SortFunc(view.Versions, func(a, b VersionStats) int { return a.Version - b.Version })
 	return view, nil
+}
+
+// Totals are a journey's counters over all its versions (the metrics).
+type Totals struct {
+	Journey     string
+	Entered     int64
+	Exits       map[string]int64 // by reason
+	Conversions int64
+}
+
+// Totals returns every journey's counters, by journey id.
+func (rt *Runtime) Totals() []Totals {
+	rt.statsMu.Lock()
+	defer rt.statsMu.Unlock()
+	by := map[string]*Totals{}
+	for k, s := range rt.stats {
+		t := by[k.id]
+		if t == nil {
+			t = &Totals{Journey: k.id, Exits: map[string]int64{}}
+			by[k.id] = t
+		}
+		t.Entered += s.Entered
+		t.Conversions += s.Conversions
+		for r, n := range s.Exits {
+			t.Exits[r] += n
+		}
+	}
+	out := make([]Totals, 0, len(by))
+	for _, t := range by {
+		out = append(out, *t)
+	}
+	slices.SortFunc(out, func(a, b Totals) int { return strings.Compare(a.Journey, b.Journey) })
+	return out
+}
+
+// TimersPending is how many timers are armed: counted at start, then kept
+// as runs arm and disarm them.
+func (rt *Runtime) TimersPending() int64 { return rt.timers.Load() }
+
+func (rt *Runtime) countTimers(ctx context.Context) error {
+	var n int64
+	err := rt.cfg.Store.ScanExt(ctx, []byte(prefixTimer), endOf(prefixTimer), func(_, _ []byte) error {
+		n++
+		return nil
+	})
+	rt.timers.Store(n)
+	return err
 }

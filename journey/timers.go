@@ -71,6 +71,10 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 				return err
 			}
 			for _, it := range items {
+				if rt.cfg.TimerFired != nil {
+					due, _, _ := parseDueKey(prefixTimer, it.key)
+					rt.cfg.TimerFired(time.Duration(unixNanos(rt.cfg.Clock.Now()) - due))
+				}
 				if err := t.fire(it.key, it.val); err != nil {
 					return err
 				}

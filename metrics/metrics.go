@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nudge-dev/nudge/journey"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/wal"
 )
@@ -121,6 +122,52 @@ func (m *Metrics) Deliveries() func(channel, outcome string, d time.Duration) {
 	m.Registry.MustRegister(h)
 	return func(channel, outcome string, d time.Duration) {
 		h.WithLabelValues(channel, outcome).Observe(d.Seconds())
+	}
+}
+
+// Journeys exports the journeys' counters (entries, exits by reason,
+// conversions, per journey) and the pending timers; both are read at every
+// scrape.
+func (m *Metrics) Journeys(totals func() []journey.Totals, pending func() int64) {
+	m.Registry.MustRegister(journeyCollector{totals},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nudge_timers_pending", Help: "Durable timers armed (waits, pattern windows, absence deadlines)."},
+			func() float64 { return float64(pending()) }))
+}
+
+// TimerLateness returns the hook the journey runtime reports timer
+// firings to (journey.Config.TimerFired): how late each fired.
+func (m *Metrics) TimerLateness() func(lateness time.Duration) {
+	late := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "nudge_timer_lateness_seconds",
+		Help:    "How late timers fired after their due time (downtime shows as a long tail).",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, 1, 10, 60, 600},
+	})
+	m.Registry.MustRegister(late)
+	return func(d time.Duration) { late.Observe(d.Seconds()) }
+}
+
+var (
+	journeyEntries     = prometheus.NewDesc("nudge_journey_entries_total", "Runs started, per journey.", []string{"journey"}, nil)
+	journeyExits       = prometheus.NewDesc("nudge_journey_exits_total", "Runs ended, per journey and reason.", []string{"journey", "reason"}, nil)
+	journeyConversions = prometheus.NewDesc("nudge_journey_conversions_total", "Goal events within the attribution window, per journey.", []string{"journey"}, nil)
+)
+
+// journeyCollector reads the journeys' counters at scrape time.
+type journeyCollector struct{ totals func() []journey.Totals }
+
+func (c journeyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- journeyEntries
+	ch <- journeyExits
+	ch <- journeyConversions
+}
+
+func (c journeyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, t := range c.totals() {
+		ch <- prometheus.MustNewConstMetric(journeyEntries, prometheus.CounterValue, float64(t.Entered), t.Journey)
+		ch <- prometheus.MustNewConstMetric(journeyConversions, prometheus.CounterValue, float64(t.Conversions), t.Journey)
+		for reason, n := range t.Exits {
+			ch <- prometheus.MustNewConstMetric(journeyExits, prometheus.CounterValue, float64(n), t.Journey, reason)
+		}
 	}
 }
 

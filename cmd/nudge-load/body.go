@@ -24,7 +24,7 @@ type bodyTemplate struct {
 type eventSlot struct{ msg, user, ts int }
 
 const (
-	msgDigits = 16                         // fixed-width counter in each messageId
+	msgDigits = 16                            // fixed-width counter in each messageId
 	tsLayout  = "2006-01-02T15:04:05.000000Z" // ISO 8601, UTC, µs (time to trigger is measured from it), 27 bytes
 )
 

@@ -165,11 +165,17 @@ func TestGrafanaDashboardAndGuide(t *testing.T) {
 	if d := p.profile("grafana-1"); d.ID == "" {
 		t.Fatalf("profile = %+v", d)
 	}
-	// The welcome email goes out through the log channel a moment later.
+	// The welcome email goes out through the log channel a moment later;
+	// an order then ends the run (an exit, a conversion).
 	var got scraped
 	eventually(t, 30*time.Second, "the welcome email's send in /metrics", func() bool {
 		got = p.scrape()
 		return got["nudge_time_to_trigger_seconds"] != nil && got["nudge_deliveries_seconds"] != nil
+	})
+	p.mustPost("/v1/track", `{"userId":"grafana-1","event":"Order Completed","messageId":"gr-4","properties":{"revenue":10}}`)
+	eventually(t, 30*time.Second, "the run's exit in /metrics", func() bool {
+		got = p.scrape()
+		return got["nudge_journey_exits_total"] != nil
 	})
 
 	var exported []string

@@ -153,7 +153,7 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	lanes, _ := cfg.Channels.lanes()
 	journeys, err := journey.NewRuntime(journey.Config{
 		Engine: profiles, Store: store, Keys: keys, Logger: logger.With("component", "journeys"), Clock: clock,
-		TimeToTrigger: mx.TimeToTrigger(), Delivery: mx.Deliveries(), Caps: caps, Lanes: lanes, Links: loop,
+		TimeToTrigger: mx.TimeToTrigger(), Delivery: mx.Deliveries(), TimerFired: mx.TimerLateness(), Caps: caps, Lanes: lanes, Links: loop,
 	}, js, chans)
 	if err != nil {
 		return fmt.Errorf("journeys: %w", err)
@@ -182,6 +182,7 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	ready.Add("profiles", metrics.CaughtUpCheck(log, profilesConsumer, startSeq))
 
 	mx.DeadLetters(journeys.DeadLetterCount)
+	mx.Journeys(journeys.Totals, journeys.TimersPending)
 
 	mux := http.NewServeMux()
 	tracking.Register(mux)
