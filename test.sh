@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration (real NATS JetStream at
-# 127.0.0.1:4222), black-box tests of the built binary, the official Segment
-# Node SDK against it, and a bounded fuzz run of the ingest parser.
+# 127.0.0.1:4222, a real SMTP server: mailpit, built from the Go module
+# proxy on first use), black-box tests of the built binary, the official
+# Segment Node SDK against it, the dashboard in headless Chromium, and
+# bounded fuzz runs of the parsers.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,6 +16,13 @@ if ! nats_up; then
     for _ in $(seq 50); do nats_up && break; sleep 0.2; done
   fi
   nats_up || { echo "test.sh: no NATS JetStream at 127.0.0.1:4222 (apt-get install nats-server, or start one)"; exit 1; }
+fi
+
+# The dashboard's browser test drives Debian's Chromium.
+if ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium (apt-get) for the dashboard's browser test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null ||
+    { echo "test.sh: could not install chromium: apt-get install chromium"; exit 1; }
 fi
 
 sdk=cmd/nudge/testdata/segment-sdk
