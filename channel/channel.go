@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -60,30 +61,46 @@ type Message struct {
 	UnsubscribeURL string `json:"unsubscribeUrl,omitempty"`
 }
 
+// Origin is the send step a message comes from: its journey, version,
+// step, and the split variant its run took ("" if none).
+type Origin struct {
+	Journey string
+	Version int
+	Variant string
+	Step    string
+}
+
 // MessageKey is the idempotency key of the message a journey run's send
-// step makes: <journey>@<version>:<run id>.<step>, with .<n> added on the
-// run's n-th visit of the step (n > 1). Feedback about a message names its
-// journey, version and step through it (ParseMessageKey).
-func MessageKey(journey string, version int, run, step string, visit int64) string {
-	k := journey + "@" + strconv.Itoa(version) + ":" + run + "." + step
+// step makes: <journey>@<version>[/<variant>]:<run id>.<step>, with #<n>
+// added on the run's n-th visit of the step (n > 1); the variant is
+// query-escaped. Feedback about a message names its origin through it
+// (ParseMessageKey).
+func MessageKey(o Origin, run string, visit int64) string {
+	k := o.Journey + "@" + strconv.Itoa(o.Version)
+	if o.Variant != "" {
+		k += "/" + url.QueryEscape(o.Variant)
+	}
+	k += ":" + run + "." + o.Step
 	if visit > 1 {
-		k += "." + strconv.FormatInt(visit, 10)
+		k += "#" + strconv.FormatInt(visit, 10)
 	}
 	return k
 }
 
-// ParseMessageKey recovers the journey, version and step of a MessageKey;
-// ok is false for other keys.
-func ParseMessageKey(key string) (journey string, version int, step string, ok bool) {
-	jv, rest, ok1 := strings.Cut(key, ":")
-	j, v, ok2 := strings.Cut(jv, "@")
+// ParseMessageKey recovers the origin of a MessageKey; ok is false for
+// other keys.
+func ParseMessageKey(key string) (o Origin, ok bool) {
+	head, rest, ok1 := strings.Cut(key, ":")
+	head, variant, _ := strings.Cut(head, "/")
+	j, v, ok2 := strings.Cut(head, "@")
 	_, st, ok3 := strings.Cut(rest, ".")
 	n, err := strconv.Atoi(v)
-	if !ok1 || !ok2 || !ok3 || err != nil || j == "" || st == "" {
-		return "", 0, "", false
+	variant, verr := url.QueryUnescape(variant)
+	st, _, _ = strings.Cut(st, "#")
+	if !ok1 || !ok2 || !ok3 || err != nil || verr != nil || j == "" || st == "" {
+		return Origin{}, false
 	}
-	st, _, _ = strings.Cut(st, ".")
-	return j, n, st, true
+	return Origin{Journey: j, Version: n, Variant: variant, Step: st}, true
 }
 
 // Recipient names a person: their profile id (a pseudonym) and the

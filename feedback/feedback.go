@@ -289,8 +289,11 @@ func newDraft(who *profile.Identity, key, ch string, at time.Time) *draft {
 	}
 	if key != "" {
 		d.props["message_key"] = key
-		if j, v, step, ok := channel.ParseMessageKey(key); ok {
-			d.props["journey"], d.props["version"], d.props["step"] = j, v, step
+		if o, ok := channel.ParseMessageKey(key); ok {
+			d.props["journey"], d.props["version"], d.props["step"] = o.Journey, o.Version, o.Step
+			if o.Variant != "" {
+				d.props["variant"] = o.Variant
+			}
 		}
 	}
 	return d

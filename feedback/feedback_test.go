@@ -100,7 +100,7 @@ func newFixture(t *testing.T, wh Webhooks) *fixture {
 	f.loop.Register(mux, wh, engage.Config{})
 	f.srv.Config.Handler = mux
 	f.msg = &channel.Message{
-		IdempotencyKey: channel.MessageKey("cart", 2, "r1", "email", 1), Channel: "email",
+		IdempotencyKey: channel.MessageKey(channel.Origin{Journey: "cart", Version: 2, Variant: "b", Step: "email"}, "r1", 1), Channel: "email",
 		Journey: "cart", Version: 2, Step: "email", CreatedAt: time.Now(),
 		Recipient: channel.Recipient{ProfileID: ref.P.String(), Identifiers: map[string]string{"userId": "ann", "email": "ann@example.com"}},
 		Fields:    map[string]string{"html": `<p><a href="https://shop.example/cart">Your cart</a></p>`},
@@ -151,7 +151,7 @@ func TestLinksBecomeEvents(t *testing.T) {
 			t.Fatalf("%s for %q", e.Event, e.UserID)
 		}
 		p := props(t, e)
-		if p["journey"] != "cart" || p["step"] != "email" || p["version"] != float64(2) || p["message_key"] != f.msg.IdempotencyKey {
+		if p["journey"] != "cart" || p["step"] != "email" || p["version"] != float64(2) || p["variant"] != "b" || p["message_key"] != f.msg.IdempotencyKey {
 			t.Fatalf("%s properties %v", e.Event, p)
 		}
 		if e.Event == Unsubscribed && (p["group"] != "news" || p["channel"] != "email") {

@@ -406,3 +406,51 @@ func TestConsentIsHonoured(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// Sends, and the feedback about them, are counted per split variant too.
+func TestVariantDeliveryStats(t *testing.T) {
+	h := newHarness(t, journeyOf(t, `
+id: ab
+trigger: {event: Ping}
+steps:
+  - id: pick
+    split:
+      variants:
+        - {name: "short: text", weight: 1, next: a}
+        - {name: long, weight: 1, next: b}
+  - id: a
+    send: {channel: email, content: {subject: a, text: a}}
+    next: done
+  - id: b
+    send: {channel: email, content: {subject: b, text: b}}
+    next: done
+  - {id: done, exit: {}}
+`))
+	for i := range 20 {
+		h.send(h.ev(fmt.Sprint("u", i), "Ping", "", 0))
+	}
+	h.settle()
+	sent := h.sent("email")
+	byVariant := map[string]int64{}
+	for _, m := range sent {
+		byVariant[m.Variant]++
+		o, ok := channel.ParseMessageKey(m.IdempotencyKey)
+		if !ok || o.Journey != "ab" || o.Variant != m.Variant || o.Step != m.Step {
+			t.Fatalf("key %q parses to %+v", m.IdempotencyKey, o)
+		}
+	}
+	m := sent[0]
+	h.send(h.ev(m.Recipient.Identifiers["userId"], "Email Opened",
+		fmt.Sprintf(`{"channel": "email", "message_key": %q}`, m.IdempotencyKey), time.Minute))
+	h.settle()
+	st := h.stats("ab")
+	for name, n := range byVariant {
+		v := st.Variants[name]
+		if v.Entered != n || v.Queued != n || v.Sent != n {
+			t.Fatalf("variant %q: %+v, want %d entered, queued and sent", name, v, n)
+		}
+	}
+	if len(byVariant) != 2 || st.Variants[m.Variant].Opened != 1 || st.Steps[m.Step].Opened != 1 {
+		t.Fatalf("variants %+v, steps %+v", st.Variants, st.Steps)
+	}
+}

@@ -321,7 +321,12 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 		rt.deadLetter(tx, t.now, d, "in doubt: nudge stopped while this message was being sent to a provider that does not drop repeats; not repeated (at most once)")
 		rt.bump(st, func(s *vstats) { s.step(d.h.step).InDoubt++ })
 	case d.err == nil:
-		rt.bump(st, func(s *vstats) { s.step(d.h.step).Sent++ })
+		rt.bump(st, func(s *vstats) {
+			s.step(d.h.step).Sent++
+			if d.m != nil && d.m.Variant != "" {
+				s.variant(d.m.Variant).Sent++
+			}
+		})
 	case retryAt != 0 && attempts < rt.cfg.MaxAttempts && retryAt < d.h.created+nanos(rt.cfg.MaxAge):
 		h := *d.h
 		h.attempts = attempts
@@ -335,7 +340,12 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 		h.attempts = attempts
 		d.h = &h
 		rt.deadLetter(tx, t.now, d, d.err.Error())
-		rt.bump(st, func(s *vstats) { s.step(d.h.step).Failed++ })
+		rt.bump(st, func(s *vstats) {
+			s.step(d.h.step).Failed++
+			if d.m != nil && d.m.Variant != "" {
+				s.variant(d.m.Variant).Failed++
+			}
+		})
 	}
 }
 

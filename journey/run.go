@@ -550,7 +550,7 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 			return
 		}
 	}
-	key := channel.MessageKey(j.ID, j.Version, r.id.String(), s.ID, r.visit(s.ID))
+	key := channel.MessageKey(channel.Origin{Journey: j.ID, Version: j.Version, Variant: r.variant, Step: s.ID}, r.id.String(), r.visit(s.ID))
 	ids := map[string]string{}
 	for _, id := range p.Identities {
 		if _, ok := ids[id.Kind]; !ok {
@@ -603,7 +603,12 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 	}
 	t.rt.setJob(t.tx, jobKey(due, newID("job", key)), h)
 	t.jobs = true
-	t.rt.bump(t.stat(j), func(v *vstats) { v.step(s.ID).Queued++ })
+	t.rt.bump(t.stat(j), func(v *vstats) {
+		v.step(s.ID).Queued++
+		if r.variant != "" {
+			v.variant(r.variant).Queued++
+		}
+	})
 }
 
 // refused reports whether the profile's latest preference for the consent

@@ -88,39 +88,56 @@ type StepStats struct {
 	Unsubscribed int64 `json:"unsubscribed,omitempty"`
 }
 
-// feedbackCounters are the counters of the events package feedback makes.
-var feedbackCounters = map[string]func(*StepStats) *int64{
-	"Message Delivered":  func(s *StepStats) *int64 { return &s.Delivered },
-	"Message Bounced":    func(s *StepStats) *int64 { return &s.Bounced },
-	"Message Complained": func(s *StepStats) *int64 { return &s.Complained },
-	"Email Opened":       func(s *StepStats) *int64 { return &s.Opened },
-	"Email Link Clicked": func(s *StepStats) *int64 { return &s.Clicked },
-	"Unsubscribed":       func(s *StepStats) *int64 { return &s.Unsubscribed },
+// feedbackCounters are the counters of the events package feedback makes:
+// the step's, and the variant's (nil: none).
+var feedbackCounters = map[string]struct {
+	step    func(*StepStats) *int64
+	variant func(*VariantStats) *int64
+}{
+	"Message Delivered":  {func(s *StepStats) *int64 { return &s.Delivered }, func(v *VariantStats) *int64 { return &v.Delivered }},
+	"Message Bounced":    {func(s *StepStats) *int64 { return &s.Bounced }, func(v *VariantStats) *int64 { return &v.Bounced }},
+	"Message Complained": {func(s *StepStats) *int64 { return &s.Complained }, nil},
+	"Email Opened":       {func(s *StepStats) *int64 { return &s.Opened }, func(v *VariantStats) *int64 { return &v.Opened }},
+	"Email Link Clicked": {func(s *StepStats) *int64 { return &s.Clicked }, func(v *VariantStats) *int64 { return &v.Clicked }},
+	"Unsubscribed":       {func(s *StepStats) *int64 { return &s.Unsubscribed }, nil},
 }
 
 // countFeedback counts an event about a message of a journey's send step
 // (its properties.message_key); it reports whether it did.
 func (t *txn) countFeedback(e *nudge.Event) bool {
-	counter := feedbackCounters[e.Event]
-	if counter == nil || e.Type != nudge.Track {
+	counter, ok := feedbackCounters[e.Event]
+	if !ok || e.Type != nudge.Track {
 		return false
 	}
-	key := propOf(e, "message_key")
-	j, v, step, ok := channel.ParseMessageKey(key)
+	o, ok := channel.ParseMessageKey(propOf(e, "message_key"))
 	if !ok {
 		return false
 	}
 	if e.Event == "Unsubscribed" && propOf(e, "reason") != "" {
 		return false // a bounce or complaint's suppression, counted as such
 	}
-	t.rt.bump(t.stat(&Journey{ID: j, Version: v}), func(s *vstats) { (*counter(s.step(step)))++ })
+	t.rt.bump(t.stat(&Journey{ID: o.Journey, Version: o.Version}), func(s *vstats) {
+		(*counter.step(s.step(o.Step)))++
+		if o.Variant != "" && counter.variant != nil {
+			(*counter.variant(s.variant(o.Variant)))++
+		}
+	})
 	return true
 }
 
-// VariantStats counts one split variant.
+// VariantStats counts one split variant: runs that took it, their
+// conversions, and what became of the messages their send steps made (the
+// same counters as StepStats', over the variant's steps).
 type VariantStats struct {
 	Entered   int64 `json:"entered"`
 	Converted int64 `json:"converted"`
+	Queued    int64 `json:"queued,omitempty"`
+	Sent      int64 `json:"sent,omitempty"`
+	Failed    int64 `json:"failed,omitempty"`
+	Delivered int64 `json:"delivered,omitempty"`
+	Bounced   int64 `json:"bounced,omitempty"`
+	Opened    int64 `json:"opened,omitempty"`
+	Clicked   int64 `json:"clicked,omitempty"`
 }
 
 // vstats is the stored and in-memory form.
