@@ -101,6 +101,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/dlq/{id}", a.auth(http.HandlerFunc(a.getDeadLetter)))
 	mux.Handle("POST /v1/dlq/{id}/redrive", a.auth(http.HandlerFunc(a.redriveDeadLetter)))
 	mux.Handle("DELETE /v1/dlq/{id}", a.auth(http.HandlerFunc(a.discardDeadLetter)))
+	mux.Handle("GET /v1/deliveries", a.auth(http.HandlerFunc(a.listDeliveries)))
+	mux.Handle("GET /v1/deliveries/{id}", a.auth(http.HandlerFunc(a.getDelivery)))
 	// Go's profiler, for an operator chasing CPU or memory.
 	mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
