@@ -122,9 +122,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	b.shot("overview")
 
-	// Dead letters.
+	// Deliveries: the queue, then the dead letters.
+	b.do("open the deliveries", 30*time.Second, chromedp.Navigate(url+"#/deliveries"),
+		chromedp.WaitNotPresent(chromedp.CSS("#main .loading")),
+		chromedp.WaitVisible(chromedp.CSS(".table-wrap:not([hidden]) > #queue-list, #queue-empty, #no-outbox")))
+	b.shot("deliveries")
 	code, body := p.admin(http.MethodGet, "/v1/dlq")
-	b.do("open the dead letters", 30*time.Second, chromedp.Navigate(url+"#/deliveries"),
+	b.do("open the dead letters", 30*time.Second, chromedp.Click(chromedp.CSS("#tab-dead")),
 		chromedp.WaitNotPresent(chromedp.CSS("#main .loading")))
 	if code == http.StatusNotFound {
 		t.Log("GET /v1/dlq answers 404: no dead-letter queue on this server, redrive not tested")
@@ -163,9 +167,11 @@ func TestDashboardInABrowser(t *testing.T) {
 	b.checkConsole()
 }
 
-// The dead-letter page: a webhook that always answers 404 fails for good;
-// the page lists the dead letter, shows it, redrives it (the receiver gets
-// it again) and discards it.
+// The deliveries page. A webhook that answers 503 with a Retry-After of
+// an hour keeps its send queued: the Queued tab lists it and opens it with
+// its message. A webhook that always answers 404 fails for good: the Dead
+// letters tab lists the dead letter, shows it, redrives it (the receiver
+// gets it again) and discards it.
 func TestDashboardDeadLetters(t *testing.T) {
 	chrome := chromiumPath(t)
 	hits := make(chan struct{}, 16)
@@ -174,13 +180,28 @@ func TestDashboardDeadLetters(t *testing.T) {
 		http.NotFound(w, nil)
 	}))
 	defer recv.Close()
+	busyHits := make(chan struct{}, 16)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case busyHits <- struct{}{}:
+		default:
+		}
+		w.Header().Set("Retry-After", "3600")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
 	dir := t.TempDir()
 	journeys := filepath.Join(dir, "journeys")
-	def := "id: hook\ntrigger:\n  event: Plan Changed\nsteps:\n  - id: notify\n    send:\n      channel: webhook\n      content:\n        url: " + recv.URL + "/gone\n        body: '{}'\n"
+	hook := func(id, event, url string) string {
+		return "id: " + id + "\ntrigger:\n  event: " + event + "\nsteps:\n  - id: notify\n    send:\n      channel: webhook\n      content:\n        url: " + url + "\n        body: '{\"order\": \"{{ event.properties.order }}\"}'\n"
+	}
 	if err := os.MkdirAll(journeys, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(journeys, "hook.yaml"), []byte(def), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(journeys, "hook.yaml"), []byte(hook("hook", "Plan Changed", recv.URL+"/gone")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(journeys, "busy.yaml"), []byte(hook("busy-hook", "Order Placed", busy.URL+"/busy")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, filepath.Join(dir, "data"), "--journeys", journeys)
@@ -193,27 +214,57 @@ func TestDashboardDeadLetters(t *testing.T) {
 	b.do("open the dashboard", 30*time.Second, chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
 	b.login(p)
 
+	// A send the provider asks to retry in an hour waits in the queue.
+	p.mustPost("/v1/track", `{"userId":"queue-1","event":"Order Placed","properties":{"order":"A-1001"},"messageId":"queue-m1"}`)
+	queued := waitQueued(t, p, busyHits)
+	if code, body := p.admin(http.MethodGet, "/v1/deliveries?limit=0"); code != http.StatusBadRequest || !strings.Contains(body, "invalid_query") {
+		t.Errorf("GET /v1/deliveries?limit=0 = %d %s, want 400 invalid_query", code, body)
+	}
+	if code, body := p.admin(http.MethodGet, "/v1/deliveries/00ff"); code != http.StatusNotFound || !strings.Contains(body, "not_found") {
+		t.Errorf("GET /v1/deliveries/00ff = %d %s, want 404 not_found", code, body)
+	}
+	b.do("list the queued delivery", 30*time.Second, chromedp.Navigate(p.url+"/#/deliveries"),
+		chromedp.WaitVisible(chromedp.CSS(`#queue-list a[href="#/deliveries/queued/`+queued+`"]`)))
+	if row := b.text(`#queue-list tr[data-id="` + queued + `"]`); !strings.Contains(row, "busy-hook") || !strings.Contains(row, "webhook") || !strings.Contains(row, "in 1 h") {
+		t.Errorf("the queued row reads %q, want the journey busy-hook, the webhook channel, due in 1 h", row)
+	}
+	b.shot("deliveries-queued")
+	b.do("inspect the queued delivery", 30*time.Second,
+		chromedp.Click(chromedp.CSS(`#queue-list a[href="#/deliveries/queued/`+queued+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#delivery-message")))
+	if msg := b.text("#delivery-message"); !strings.Contains(msg, "A-1001") || !strings.Contains(msg, busy.URL+"/busy") {
+		t.Errorf("the queued delivery's message reads %q, want the order A-1001 and the URL", msg)
+	}
+	if state := b.text("#delivery-state"); !strings.Contains(state, "attempts so far1") {
+		t.Errorf("the queued delivery's state reads %q, want 1 attempt", state)
+	}
+	b.shot("delivery-queued")
+
 	p.mustPost("/v1/track", `{"userId":"dlq-1","event":"Plan Changed","messageId":"dlq-m1"}`)
 	first := waitDeadLetter(t, p, hits, "")
 	b.do("list the dead letter", 30*time.Second, chromedp.Navigate(p.url+"/#/deliveries"),
+		chromedp.Click(chromedp.CSS("#tab-dead")),
 		chromedp.WaitVisible(chromedp.CSS("#dlq-list tbody tr")))
 	b.shot("dead-letters-list")
-	b.do("inspect it", 30*time.Second, chromedp.Click(chromedp.CSS(`#dlq-list a[href="#/deliveries/`+first+`"]`)),
+	b.do("inspect it", 30*time.Second, chromedp.Click(chromedp.CSS(`#dlq-list a[href="#/deliveries/dead/`+first+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#redrive")))
 	b.shot("dead-letter")
 	b.do("redrive it", 30*time.Second, chromedp.Click(chromedp.CSS("#redrive")),
 		chromedp.WaitVisible(`//div[contains(@class, "toast") and starts-with(text(), "Redriven")]`),
-		chromedp.WaitVisible(chromedp.CSS("#dlq-list, #dlq-empty")))
+		chromedp.WaitVisible(chromedp.CSS(".table-wrap:not([hidden]) > #dlq-list, #dlq-empty")))
 	// Sent again, it fails again: a new dead letter.
 	id := waitDeadLetter(t, p, hits, first)
 	waitNoDeadLetter(t, p, first)
 
-	b.do("discard it", 30*time.Second, chromedp.Navigate(p.url+"/#/deliveries"),
-		chromedp.WaitVisible(chromedp.CSS(`#dlq-list a[href="#/deliveries/`+id+`"]`)),
-		chromedp.Click(`//a[@href="#/deliveries/`+id+`"]/ancestor::tr//button[text()="Discard"]`),
+	b.do("discard it", 30*time.Second, chromedp.Navigate(p.url+"/#/deliveries/dead"),
+		chromedp.WaitVisible(chromedp.CSS(`#dlq-list a[href="#/deliveries/dead/`+id+`"]`)),
+		chromedp.Click(`//a[@href="#/deliveries/dead/`+id+`"]/ancestor::tr//button[text()="Discard"]`),
 		chromedp.Click(chromedp.CSS("dialog[open] button.confirm")),
 		chromedp.WaitVisible(`//div[contains(@class, "toast") and text()="Discarded."]`),
-		chromedp.WaitNotPresent(chromedp.CSS(`#dlq-list a[href="#/deliveries/`+id+`"]`)))
+		chromedp.WaitNotPresent(chromedp.CSS(`#dlq-list a[href="#/deliveries/dead/`+id+`"]`)))
+	// The old link of a dead letter still opens it (or says it is gone).
+	b.do("open a dead letter by its old link", 30*time.Second, chromedp.Navigate(p.url+"/#/deliveries/"+id),
+		chromedp.WaitNotPresent(chromedp.CSS("#main .loading")), chromedp.WaitVisible(chromedp.CSS("#main .empty")))
 	waitNoDeadLetter(t, p, id)
 	b.checkConsole()
 }
@@ -239,6 +290,39 @@ func waitDeadLetter(t *testing.T, p *proc, hits <-chan struct{}, except string) 
 		}
 	}
 	t.Fatalf("no dead letter within 30 s\n%s", p.stderr)
+	return ""
+}
+
+// waitQueued waits for the busy receiver to be called and its send to be
+// listed, queued for its next attempt; it returns the delivery's id.
+func waitQueued(t *testing.T, p *proc, hits <-chan struct{}) string {
+	t.Helper()
+	select {
+	case <-hits:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the busy webhook was not called within 30 s\n%s", p.stderr)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body := p.admin(http.MethodGet, "/v1/deliveries")
+		var page struct {
+			Items []struct {
+				ID       string
+				Journey  string
+				Attempts int
+			}
+		}
+		if json.Unmarshal([]byte(body), &page) == nil {
+			for _, it := range page.Items {
+				if it.Journey == "busy-hook" && it.Attempts == 1 {
+					if code, one := p.admin(http.MethodGet, "/v1/deliveries/"+it.ID); code != http.StatusOK || !strings.Contains(one, `"message"`) {
+						t.Fatalf("GET /v1/deliveries/%s = %d %s", it.ID, code, one)
+					}
+					return it.ID
+				}
+			}
+		}
+	}
+	t.Fatalf("no queued delivery within 30 s\n%s", p.stderr)
 	return ""
 }
 
