@@ -13,32 +13,49 @@ import (
 // The dead-letter queue: sends that failed for good, and sends in doubt
 // after a crash (see journey/deadletters.go).
 
-const maxDeadLetterPage = 1000
+// maxPage bounds a page of the queues' listings.
+const maxPage = 1000
 
-// listDeadLetters answers GET /v1/dlq?limit=&after=.
-func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
-	limit := 100
+// pageQuery reads the limit (default 100) and after parameters of a
+// listing; false when it answered an error.
+func pageQuery(w http.ResponseWriter, r *http.Request) (after string, limit int, ok bool) {
+	limit = 100
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxDeadLetterPage {
+		if err != nil || n < 1 || n > maxPage {
 			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "limit",
-				Message: fmt.Sprintf("limit must be a whole number from 1 to %d", maxDeadLetterPage)})
-			return
+				Message: fmt.Sprintf("limit must be a whole number from 1 to %d", maxPage)})
+			return "", 0, false
 		}
 		limit = n
 	}
-	items, next, err := a.journeys.DeadLetters(r.Context(), r.URL.Query().Get("after"), limit)
-	if errors.Is(err, journey.ErrNoDeadLetter) {
+	return r.URL.Query().Get("after"), limit, true
+}
+
+// writePage answers a listing: its items and the id to list on from, or
+// the error; badAfter is the queue's error for an after that is no id.
+func (a *API) writePage(w http.ResponseWriter, what string, page map[string]any, err, badAfter error) {
+	switch {
+	case err == nil:
+		writeJSON(w, page)
+	case errors.Is(err, badAfter):
 		api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "after",
-			Message: "after must be the id of a dead letter (the next field of the previous page)"})
-		return
-	}
-	if err != nil {
-		a.logger.Error("dead letters", "err", err)
+			Message: "after must be the id of " + what + " (the next field of the previous page)"})
+	default:
+		a.logger.Error("listing "+what, "err", err)
 		api.WriteError(w, api.ErrUnavailable)
+	}
+}
+
+// listDeadLetters answers GET /v1/dlq?limit=&after=.
+func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	after, limit, ok := pageQuery(w, r)
+	if !ok {
 		return
 	}
-	writeJSON(w, map[string]any{"items": items, "next": next, "total": a.journeys.DeadLetterCount()})
+	items, next, err := a.journeys.DeadLetters(r.Context(), after, limit)
+	a.writePage(w, "a dead letter", map[string]any{"items": items, "next": next, "total": a.journeys.DeadLetterCount()},
+		err, journey.ErrNoDeadLetter)
 }
 
 // getDeadLetter answers GET /v1/dlq/{id}: the entry and its message.

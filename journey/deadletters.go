@@ -2,9 +2,7 @@ package journey
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/nudge-dev/nudge/channel"
@@ -100,76 +98,39 @@ func (rt *Runtime) countDeadLetters(ctx context.Context) error {
 func (rt *Runtime) viewDeadLetter(k []byte, dl *deadLetter) DeadLetter {
 	failed, _, _ := parseDueKey(prefixDead, k)
 	return DeadLetter{
-		ID: hex.EncodeToString(k[len(prefixDead):]), Journey: dl.h.journey, Version: dl.h.version,
+		ID: idOfKey(prefixDead, k), Journey: dl.h.journey, Version: dl.h.version,
 		Step: dl.h.step, Channel: dl.h.channel, Attempts: dl.h.attempts, Error: dl.reason,
 		FailedAt: fromNanos(failed), CreatedAt: fromNanos(dl.h.created),
 		Transactional: dl.h.has(jobTransactional),
 	}
 }
 
-// deadKeyOf parses an id of the admin API.
-func deadKeyOf(id string) ([]byte, bool) {
-	b, err := hex.DecodeString(id)
-	if err != nil || len(b) != 8+16 {
-		return nil, false
-	}
-	return append([]byte(prefixDead), b...), true
-}
-
 // DeadLetters lists up to limit entries, oldest first, from the one after
 // the id after ("": from the start); next is the id to pass to list on
 // ("" at the end).
-func (rt *Runtime) DeadLetters(ctx context.Context, after string, limit int) (out []DeadLetter, next string, err error) {
-	from := []byte(prefixDead)
-	if after != "" {
-		k, ok := deadKeyOf(after)
-		if !ok {
-			return nil, "", ErrNoDeadLetter
-		}
-		from = append(k, 0)
-	}
-	out = []DeadLetter{}
-	err = rt.cfg.Store.ScanExt(ctx, from, endOf(prefixDead), func(k, v []byte) error {
-		if len(out) == limit {
-			next = out[len(out)-1].ID
-			return errStop
-		}
+func (rt *Runtime) DeadLetters(ctx context.Context, after string, limit int) ([]DeadLetter, string, error) {
+	return page(ctx, rt.cfg.Store, prefixDead, after, limit, ErrNoDeadLetter, func(k, v []byte) (DeadLetter, error) {
 		dl, err := parseDeadLetter(v)
 		if err != nil {
-			return err
+			return DeadLetter{}, err
 		}
-		out = append(out, rt.viewDeadLetter(k, dl))
-		return nil
+		return rt.viewDeadLetter(k, dl), nil
 	})
-	if err == errStop {
-		err = nil
-	}
-	return out, next, err
 }
 
 // DeadLetterByID returns one entry with its message.
 func (rt *Runtime) DeadLetterByID(ctx context.Context, id string) (*DeadLetter, error) {
-	k, ok := deadKeyOf(id)
-	if !ok {
-		return nil, ErrNoDeadLetter
-	}
-	var found *DeadLetter
-	err := rt.cfg.Store.ScanExt(ctx, k, append(slices.Clone(k), 0), func(k, v []byte) error {
+	return entry(ctx, rt.cfg.Store, prefixDead, id, ErrNoDeadLetter, func(k, v []byte) (*DeadLetter, error) {
 		dl, err := parseDeadLetter(v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		view := rt.viewDeadLetter(k, dl)
 		if m, err := rt.decodeJob(dl.h); err == nil {
 			view.Message = m
 		}
-		found = &view
-		return nil
+		return &view, nil
 	})
-	if err == nil && found == nil {
-		err = ErrNoDeadLetter
-	}
-	return found, err
 }
 
 // Redrive queues a dead letter's job again, due now, with its attempts and
@@ -189,7 +150,7 @@ func (rt *Runtime) Discard(ctx context.Context, id string) error {
 }
 
 func (rt *Runtime) takeDeadLetter(ctx context.Context, id string, then func(*txn, *deadLetter, runID)) error {
-	k, ok := deadKeyOf(id)
+	k, ok := keyOfID(prefixDead, id)
 	if !ok {
 		return ErrNoDeadLetter
 	}

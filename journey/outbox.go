@@ -2,9 +2,7 @@ package journey
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/nudge-dev/nudge/channel"
@@ -45,78 +43,38 @@ type Delivery struct {
 func viewDelivery(k []byte, h *jobHeader) Delivery {
 	due, _, _ := parseDueKey(prefixJob, k)
 	return Delivery{
-		ID: hex.EncodeToString(k[len(prefixJob):]), Journey: h.journey, Version: h.version,
+		ID: idOfKey(prefixJob, k), Journey: h.journey, Version: h.version,
 		Step: h.step, Channel: h.channel, Attempts: h.attempts,
 		Due: fromNanos(due), CreatedAt: fromNanos(h.created),
 		InFlight: h.has(jobInFlight), Transactional: h.has(jobTransactional),
 	}
 }
 
-// jobKeyOf parses an id of the admin API.
-func jobKeyOf(id string) ([]byte, bool) {
-	b, err := hex.DecodeString(id)
-	if err != nil || len(b) != 8+16 {
-		return nil, false
-	}
-	return append([]byte(prefixJob), b...), true
-}
-
 // Deliveries lists up to limit queued send jobs, soonest due first, from
 // the one after the id after ("": from the start); next is the id to pass
 // to list on ("" at the end). An after that is no longer queued (sent or
 // retried since) still works: the listing goes on from its place.
-func (rt *Runtime) Deliveries(ctx context.Context, after string, limit int) (out []Delivery, next string, err error) {
-	from := []byte(prefixJob)
-	if after != "" {
-		k, ok := jobKeyOf(after)
-		if !ok {
-			return nil, "", ErrNoDelivery
-		}
-		from = append(k, 0)
-	}
-	out = []Delivery{}
-	err = rt.cfg.Store.ScanExt(ctx, from, endOf(prefixJob), func(k, v []byte) error {
-		if _, _, ok := parseDueKey(prefixJob, k); !ok {
-			return nil
-		}
-		if len(out) == limit {
-			next = out[len(out)-1].ID
-			return errStop
-		}
+func (rt *Runtime) Deliveries(ctx context.Context, after string, limit int) ([]Delivery, string, error) {
+	return page(ctx, rt.cfg.Store, prefixJob, after, limit, ErrNoDelivery, func(k, v []byte) (Delivery, error) {
 		h, err := parseJobHeader(v)
 		if err != nil {
-			return err
+			return Delivery{}, err
 		}
-		out = append(out, viewDelivery(k, h))
-		return nil
+		return viewDelivery(k, h), nil
 	})
-	if err == errStop {
-		err = nil
-	}
-	return out, next, err
 }
 
 // DeliveryByID returns one queued job with its message.
 func (rt *Runtime) DeliveryByID(ctx context.Context, id string) (*Delivery, error) {
-	k, ok := jobKeyOf(id)
-	if !ok {
-		return nil, ErrNoDelivery
-	}
-	var found *Delivery
-	err := rt.cfg.Store.ScanExt(ctx, k, append(slices.Clone(k), 0), func(k, v []byte) error {
-		h, err := parseJobHeader(slices.Clone(v))
+	return entry(ctx, rt.cfg.Store, prefixJob, id, ErrNoDelivery, func(k, v []byte) (*Delivery, error) {
+		h, err := parseJobHeader(v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		view := viewDelivery(k, h)
 		if m, err := rt.decodeJob(h); err == nil {
 			view.Message = m
 		}
-		found = &view
-		return nil
+		return &view, nil
 	})
-	if err == nil && found == nil {
-		err = ErrNoDelivery
-	}
-	return found, err
 }
