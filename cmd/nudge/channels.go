@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -186,6 +187,26 @@ func (c *ChannelsConfig) lanes() (map[string]journey.LaneConfig, error) {
 		lanes[name] = journey.LaneConfig{Rate: rate}
 	}
 	return lanes, nil
+}
+
+// checkChannels builds the channels as serve would, without writing
+// anything (nudge check): provider settings that would stop serve fail
+// here. It returns how many channels there are.
+func checkChannels(cfg Config) (int, error) {
+	if cfg.Channels.WebhookSecret == "" {
+		cfg.Channels.WebhookSecret = "nudge-check" // serve keeps a development one in the data directory
+	}
+	chans, err := channels(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return 0, fmt.Errorf("channels: %w", err)
+	}
+	lanes, _ := cfg.Channels.lanes()
+	for name := range lanes {
+		if !slices.ContainsFunc(chans, func(c channel.Channel) bool { return c.Name() == name }) {
+			return 0, fmt.Errorf("channel_rate: no channel is named %q", name)
+		}
+	}
+	return len(chans), nil
 }
 
 // channels builds the channels journeys send through: each provider that

@@ -394,6 +394,22 @@ func TestCheck(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "configuration ok") {
 		t.Fatalf("check of the default config: %v\n%s", err, out)
 	}
+	// Provider settings that serve would refuse are refused by check, which
+	// writes nothing.
+	data := filepath.Join(t.TempDir(), "data")
+	for args, want := range map[string]string{
+		"--channel-rate fax=3":                        `channel_rate: no channel is named "fax"`,
+		"--smtp-addr 127.0.0.1:1 --email-from nobody": "smtp: From is not an email address",
+		"--frequency-cap 0/1h":                        "frequency_cap",
+	} {
+		out, err = exec.Command(binary, append([]string{"check", "--data", data}, strings.Fields(args)...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("check %s: %v\n%s", args, err, out)
+		}
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("check wrote its data directory: %v", err)
+	}
 	out, err = exec.Command(binary, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "nudge ") {
 		t.Fatalf("version: %v\n%s", err, out)

@@ -107,7 +107,11 @@ func runCheck(args []string, stdout io.Writer, getenv func(string) string) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "configuration ok, %d journeys ok, %d journey test files ok\n", len(js), tests)
+	chans, err := checkChannels(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "configuration ok, %d channels ok, %d journeys ok, %d journey test files ok\n", chans, len(js), tests)
 	return nil
 }
 
