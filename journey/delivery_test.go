@@ -454,3 +454,24 @@ steps:
 		t.Fatalf("variants %+v, steps %+v", st.Variants, st.Steps)
 	}
 }
+
+// A message put off by quiet hours is checked again when they end: an
+// unsubscribe meanwhile stops it.
+func TestDeferredSendRechecksTheCustomersWishes(t *testing.T) {
+	doc := strings.Replace(pingDoc, "reentry: every_time", "reentry: every_time\nquiet_hours: {from: \"21:00\", to: \"08:00\"}", 1)
+	h := newHarness(t, journeyOf(t, doc))
+	h.send(h.identify("ann", `{"timezone": "Pacific/Auckland"}`)) // 22:00 there
+	h.send(h.ev("ann", "Ping", "", time.Second))
+	h.settle()
+	h.send(h.ev("ann", "Unsubscribed", `{"channel": "email"}`, time.Minute))
+	h.advance(10 * time.Hour) // 08:00 there and later
+	if got := h.sent("email"); len(got) != 0 {
+		t.Fatalf("sent after the unsubscribe: %+v", got)
+	}
+	if s := h.stats("ping").Steps["hit"]; s.Deferred != 1 || s.Suppressed != 1 || s.Sent != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	if n := h.countKeys(prefixJob); n != 0 {
+		t.Fatalf("%d jobs left", n)
+	}
+}

@@ -103,8 +103,10 @@ type delivery struct {
 	lane *lane
 	err  error
 	// what to record
-	drop      bool  // erased or unreadable: deleted, not counted
-	deferTo   int64 // not attempted (its circuit is open): due again then
+	drop       bool  // erased or unreadable: deleted, not counted
+	leave      bool  // not handled now (its profile could not be read): scanned again
+	suppressed bool  // the customer unsubscribed or refused consent meanwhile
+	deferTo    int64 // not attempted (its circuit is open): due again then
 	inDoubt   bool  // found in flight after a restart: not repeated
 	attempted bool
 	// marked is closed once an in-flight mark is recorded (Run only)
@@ -113,7 +115,7 @@ type delivery struct {
 
 // prepare opens a scanned job and decides what to do with it; it reports
 // whether the job is to be attempted.
-func (rt *Runtime) prepare(d *delivery, now int64) bool {
+func (rt *Runtime) prepare(ctx context.Context, d *delivery, now int64) bool {
 	if d.drop {
 		rt.logger.Error("journey send job is corrupt; dropped", "err", d.err)
 		return false
@@ -132,6 +134,15 @@ func (rt *Runtime) prepare(d *delivery, now int64) bool {
 		d.drop = true
 		return false
 	}
+	if d.h.has(jobRecheck) && !d.h.has(jobTransactional) {
+		if d.suppressed, err = rt.unwanted(ctx, d.h); err != nil || d.suppressed {
+			if err != nil {
+				rt.logger.Warn("journey send job: the profile could not be read; tried again later", "err", err)
+				d.leave = true
+			}
+			return false
+		}
+	}
 	if d.lane = rt.lanes[d.h.channel]; d.lane == nil {
 		d.err = channel.Permanent(fmt.Errorf("journey: no channel is named %q", d.h.channel))
 		return false
@@ -141,6 +152,30 @@ func (rt *Runtime) prepare(d *delivery, now int64) bool {
 		return false
 	}
 	return true
+}
+
+// unwanted reports whether a job put off by quiet hours is no longer
+// wanted: since its step ran, the customer unsubscribed from its channel or
+// group, or refused its consent category.
+func (rt *Runtime) unwanted(ctx context.Context, h *jobHeader) (bool, error) {
+	c := rt.cat.Load().version(h.journey, h.version)
+	if c == nil {
+		return false, nil
+	}
+	s := c.j.Step(h.step)
+	if s == nil || s.Send == nil {
+		return false, nil
+	}
+	var no bool
+	err := rt.cfg.Engine.Do(ctx, func(tx *profile.Tx) error {
+		p, err := tx.Profile(ctx, h.ref)
+		if err != nil || p == nil {
+			return err
+		}
+		no = unsubscribed(&p.State, s.Send.Channel, s.Send.Group) || refused(&p.State, s.Send.Consent)
+		return nil
+	})
+	return no, err
 }
 
 // needsMark reports whether d is to be marked in flight before its attempt.
@@ -300,11 +335,18 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 		delete(rt.erasedJobs, string(d.key)) // its person was erased meanwhile
 		return
 	}
+	if d.leave {
+		return
+	}
 	tx.Delete(d.key)
 	if d.drop {
 		return
 	}
 	st := t.stat(&Journey{ID: d.h.journey, Version: d.h.version})
+	if d.suppressed {
+		rt.bump(st, func(s *vstats) { s.step(d.h.step).Suppressed++ })
+		return
+	}
 	attempts := d.h.attempts
 	if d.attempted {
 		attempts++
@@ -385,7 +427,7 @@ func (rt *Runtime) Deliver(ctx context.Context) (int, error) {
 	var send, marks []*delivery
 	now := unixNanos(rt.cfg.Clock.Now())
 	for _, d := range items {
-		if rt.prepare(d, now) {
+		if rt.prepare(ctx, d, now) {
 			send = append(send, d)
 			if d.needsMark() {
 				marks = append(marks, d)
@@ -526,7 +568,7 @@ func (rt *Runtime) scanLoop(ctx context.Context, recs chan<- *delivery) error {
 		}
 		var full []*delivery // lanes with no room: scanned again later
 		for _, d := range items {
-			if !rt.prepare(d, now) {
+			if !rt.prepare(ctx, d, now) {
 				recs <- d
 				continue
 			}

@@ -593,6 +593,9 @@ func (t *txn) send(w *work, c *compiled, r *run, s *Step, at int64) {
 		t.fail(err)
 		return
 	}
+	if due > t.now {
+		h.flags |= jobRecheck
+	}
 	if t.event != nil && t.event.TraceParent != "" {
 		// The event's trace goes on through this step to the delivery.
 		_, span := tracing.Tracer.Start(tracing.WithParent(t.ctx, t.event.TraceParent), "nudge.journey.send",

@@ -48,6 +48,7 @@ const (
 	jobSealed        byte = 1 << iota // body is sealed under the person's key
 	jobInFlight                       // an attempt on a channel that does not drop repeats began
 	jobTransactional                  // at least once, not at most once
+	jobRecheck                        // put off (quiet hours): the customer's wishes are checked again when due
 )
 
 const jobV2 = 2
