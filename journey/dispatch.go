@@ -107,8 +107,8 @@ type delivery struct {
 	leave      bool  // not handled now (its profile could not be read): scanned again
 	suppressed bool  // the customer unsubscribed or refused consent meanwhile
 	deferTo    int64 // not attempted (its circuit is open): due again then
-	inDoubt   bool  // found in flight after a restart: not repeated
-	attempted bool
+	inDoubt    bool  // found in flight after a restart: not repeated
+	attempted  bool
 	// marked is closed once an in-flight mark is recorded (Run only)
 	marked chan error
 }
