@@ -46,7 +46,7 @@ func TestInFlightMarketingSendIsNotRepeatedAfterACrash(t *testing.T) {
 	h := newHarness(t, journeyOf(t, pingDoc))
 	h.send(h.ev("ann", "Ping", "", 0))
 	crashy := &crashAfterSendEngine{Engine: h.Engine}
-	crashy.failAt.Store(3) // 1: the scan's barrier, 2: the in-flight mark, 3: the outcome
+	crashy.failAt.Store(2) // 1: the in-flight mark, 2: the outcome
 	h.Runtime.cfg.Engine = crashy
 	if _, err := h.Runtime.Deliver(context.Background()); !errors.Is(err, errCrash) {
 		t.Fatalf("deliver: %v", err)
@@ -75,7 +75,7 @@ func TestInFlightTransactionalSendIsRepeatedAfterACrash(t *testing.T) {
 	h := newHarness(t, journeyOf(t, strings.Replace(pingDoc, "channel: email,", "channel: email, transactional: true,", 1)))
 	h.send(h.ev("ann", "Ping", "", 0))
 	crashy := &crashAfterSendEngine{Engine: h.Engine}
-	crashy.failAt.Store(3)
+	crashy.failAt.Store(2)
 	h.Runtime.cfg.Engine = crashy
 	if _, err := h.Runtime.Deliver(context.Background()); !errors.Is(err, errCrash) {
 		t.Fatalf("deliver: %v", err)
@@ -473,5 +473,24 @@ func TestDeferredSendRechecksTheCustomersWishes(t *testing.T) {
 	}
 	if n := h.countKeys(prefixJob); n != 0 {
 		t.Fatalf("%d jobs left", n)
+	}
+}
+
+// A scan does not raise the job floor past a key committed while it ran,
+// even one above where the scan started (it may lie beyond what the scan's
+// snapshot saw).
+func TestFloorIsNotRaisedPastAKeyCommittedDuringAScan(t *testing.T) {
+	var f keyFloor
+	f.raise([]byte("jq/a"))
+	g := f.generation()
+	f.lower([]byte("jq/m")) // committed during the scan, above the floor
+	f.raiseIf([]byte("jq0"), g)
+	if got := string(f.get()); got != "jq/a" {
+		t.Fatalf("floor %q after a scan that missed jq/m", got)
+	}
+	g = f.generation()
+	f.raiseIf([]byte("jq/z"), g)
+	if got := string(f.get()); got != "jq/z" {
+		t.Fatalf("floor %q after a quiet scan", got)
 	}
 }

@@ -231,24 +231,17 @@ func (rt *Runtime) attempt(ctx context.Context, d *delivery) {
 // the due time of the first job not due yet (0: none); more says that due
 // jobs were left for the next scan.
 func (rt *Runtime) scanJobs(ctx context.Context, now int64) (items []*delivery, next int64, more bool, err error) {
-	// The jobs a kick announced were written in an engine transaction that
-	// commits before the engine's lock is released: passing through the
-	// lock makes them visible in the store. Jobs written from then on lower
-	// jobLow (under the same lock), and the outcomes recorded so far are in
-	// the store: their jobs are unclaimed.
-	err = rt.cfg.Engine.Do(ctx, func(*profile.Tx) error {
-		rt.jobLow.reset()
-		rt.dispMu.Lock()
-		for _, k := range rt.finished {
-			delete(rt.claimed, k)
-		}
-		rt.finished = rt.finished[:0]
-		rt.dispMu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return nil, 0, false, err
+	// A kick comes after the commit of the jobs it announces (Committed),
+	// which also lowered the floor to them: a scan needs no pass through
+	// the engine's lock. The outcomes recorded so far are committed too:
+	// their jobs are unclaimed.
+	rt.dispMu.Lock()
+	for _, k := range rt.finished {
+		delete(rt.claimed, k)
 	}
+	rt.finished = rt.finished[:0]
+	rt.dispMu.Unlock()
+	gen := rt.jobFloor.generation()
 	from := rt.jobFloor.get()
 	if from == nil {
 		from = []byte(prefixJob)
@@ -289,7 +282,7 @@ func (rt *Runtime) scanJobs(ctx context.Context, now int64) (items []*delivery, 
 	if first == nil {
 		first = endOf(prefixJob)
 	}
-	rt.jobFloor.raise(first, rt.jobLow.get())
+	rt.jobFloor.raiseIf(first, gen)
 	return items, next, more, nil
 }
 
@@ -394,8 +387,7 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 // setJob writes a job at key k.
 func (rt *Runtime) setJob(tx *profile.Tx, k []byte, h *jobHeader) {
 	tx.Set(k, h.encode())
-	rt.jobFloor.lower(k)
-	rt.jobLow.lower(k)
+	rt.jobPending.lower(k) // the commit lowers the floor (Committed)
 }
 
 // backoff is the wait before attempt n+1: RetryMin doubled per attempt, at

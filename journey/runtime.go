@@ -172,9 +172,11 @@ type Runtime struct {
 	timerFloor keyFloor
 	planned    atomic.Int64 // when the timer loop looks next (0: it is not waiting)
 
-	// Send jobs, likewise: no job key sorts before jobFloor; jobLow is the
-	// lowest job key written since the dispatcher's last scan began.
-	jobFloor, jobLow keyFloor
+	// Send jobs, likewise: no committed job key sorts before jobFloor.
+	// jobPending is the lowest job key written since the last commit: the
+	// commit lowers the floor to it and wakes the dispatcher (Committed),
+	// so a scan needs no pass through the engine's lock.
+	jobFloor, jobPending keyFloor
 	// erasedJobs are claimed jobs that Erased deleted: their outcomes are
 	// not recorded (guarded by the engine's lock).
 	erasedJobs map[string]bool
@@ -299,8 +301,7 @@ func (t *txn) finish() error {
 		return err
 	}
 	if t.jobs {
-		t.tx.Urgent()
-		kick(t.rt.sendKick)
+		t.tx.Urgent() // Committed wakes the dispatcher
 	}
 	if t.noted != 0 {
 		if p := t.rt.planned.Load(); p == 0 || t.noted < p {
@@ -308,6 +309,16 @@ func (t *txn) finish() error {
 		}
 	}
 	return t.err
+}
+
+// Committed implements profile.Committer: the jobs written since the last
+// commit are in the store now.
+func (rt *Runtime) Committed() {
+	if k := rt.jobPending.get(); k != nil {
+		rt.jobFloor.lower(k)
+		rt.jobPending.reset()
+		kick(rt.sendKick)
+	}
 }
 
 func kick(ch chan struct{}) {
@@ -497,6 +508,7 @@ type keyFloor struct {
 	mu  sync.Mutex
 	k   []byte
 	set bool
+	gen uint64
 }
 
 func (f *keyFloor) get() []byte {
@@ -505,13 +517,17 @@ func (f *keyFloor) get() []byte {
 	return f.k
 }
 
-// lower moves the floor down to k.
+// lower moves the floor down to k. It counts as a change even when k is
+// above the floor: a key committed during a scan, above where the scan
+// started, may lie beyond what the scan saw, so the scan must not raise
+// the floor past it (raiseIf).
 func (f *keyFloor) lower(k []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.set || bytes.Compare(k, f.k) < 0 {
 		f.k, f.set = k, true
 	}
+	f.gen++
 }
 
 // reset forgets the floor (nil: the start of the range).
@@ -531,6 +547,26 @@ func (f *keyFloor) raise(k []byte, lowered ...[]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.k, f.set = k, true
+	f.gen++
+}
+
+// generation counts the floor's changes: raiseIf raises it only if it
+// has not moved since.
+func (f *keyFloor) generation() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen
+}
+
+// raiseIf sets the floor to k unless it moved since generation g (a key
+// committed during a scan lowered it: the floor stays, a safe bound).
+func (f *keyFloor) raiseIf(k []byte, g uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gen == g {
+		f.k, f.set = k, true
+		f.gen++
+	}
 }
 
 // evInfo is an event with what the runtime derives from it, computed once.

@@ -611,6 +611,9 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 		en.err = err
 		return err
 	}
+	if c, ok := en.reactor.(Committer); ok {
+		c.Committed()
+	}
 	en.batch.Reset()
 	clear(en.dirty)
 	clear(en.deleted)

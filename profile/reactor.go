@@ -23,6 +23,14 @@ type Reactor interface {
 	Erased(ctx context.Context, tx *Tx, er *Erasure) error
 }
 
+// Committer is implemented by reactors that want to know when what their
+// transactions wrote is committed: Committed is called, under the engine's
+// lock, after each commit of the store. What it learns is visible to every
+// read of the store that starts after it.
+type Committer interface {
+	Committed()
+}
+
 // SetReactor installs the reactor; call it before Run.
 func (en *Engine) SetReactor(r Reactor) {
 	en.mu.Lock()
