@@ -151,13 +151,11 @@ func (e *Event) Decode(raw []byte) error {
 	for _, t := range [...]*time.Time{&e.Timestamp, &e.OriginalTimestamp, &e.SentAt, &e.ReceivedAt} {
 		*t = d.time()
 	}
-	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
+	if n := d.Count(); n > 0 {
 		e.Erased = make([]string, n)
 		for i := range e.Erased {
 			e.Erased[i] = d.String()
 		}
-	} else if n > 0 {
-		d.fail()
 	}
 	if v == codecV2 {
 		e.TraceParent = d.String()
@@ -186,6 +184,32 @@ func (d *Decoder) fail() {
 		d.err = ErrEncoding
 	}
 	d.b = nil
+}
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte { return d.byte() }
+
+// Next reads the next n bytes as they are (not a copy); nil when fewer
+// are left.
+func (d *Decoder) Next(n int) []byte {
+	if n > len(d.b) {
+		d.fail()
+		return nil
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+
+// Count reads a number of items that each take at least one byte: more
+// than the bytes left is malformed.
+func (d *Decoder) Count() int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return 0
+	}
+	return int(n)
 }
 
 func (d *Decoder) byte() byte {

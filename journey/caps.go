@@ -82,8 +82,8 @@ func (t *txn) capped(ref profile.Ref, ch string, due int64) (bool, error) {
 		longest = max(longest, c.Per)
 	}
 	var log []sentMark
-	r := rbuf{b: v}
-	for len(r.b) > 0 && r.err == nil {
+	r := newRbuf(v)
+	for len(r.Rest()) > 0 && r.Err() == nil {
 		m := sentMark{at: r.varint(), channel: r.str()}
 		if m.at > t.now-nanos(longest) {
 			log = append(log, m)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"math"
 	"time"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/shred"
 )
 
 // errCorrupt is returned for runtime state the runtime did not write.
@@ -21,8 +24,8 @@ func (w *wbuf) u64(x uint64)     { w.b = binary.BigEndian.AppendUint64(w.b, x) }
 func (w *wbuf) id(x runID)       { w.b = append(w.b, x[:]...) }
 func (w *wbuf) time(t time.Time) { w.varint(unixNanos(t)) }
 func (w *wbuf) bool(v bool)      { w.b = append(w.b, b2u(v)) }
-func (w *wbuf) str(s string)     { w.uvarint(uint64(len(s))); w.b = append(w.b, s...) }
-func (w *wbuf) bytes(p []byte)   { w.uvarint(uint64(len(p))); w.b = append(w.b, p...) }
+func (w *wbuf) str(s string)     { w.b = nudge.AppendString(w.b, s) }
+func (w *wbuf) bytes(p []byte)   { w.b = nudge.AppendBytes(w.b, p) }
 func (w *wbuf) count(n int)      { w.uvarint(uint64(n)) }
 
 func b2u(v bool) byte {
@@ -54,106 +57,51 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// rbuf reads what wbuf wrote; the first malformed field sets err and makes
-// every later read return zero.
-type rbuf struct {
-	b   []byte
-	err error
+// rbuf reads what wbuf wrote (the log's decoder, with the runtime's fixed
+// fields); the first malformed field makes every later read return zero,
+// and corrupt report errCorrupt.
+type rbuf struct{ nudge.Decoder }
+
+func newRbuf(b []byte) *rbuf { return &rbuf{*nudge.NewDecoder(b)} }
+
+// corrupt is errCorrupt once a read failed, else nil.
+func (r *rbuf) corrupt() error {
+	if r.Err() != nil {
+		return errCorrupt
+	}
+	return nil
 }
 
-func (r *rbuf) fail() {
-	if r.err == nil {
-		r.err = errCorrupt
+// done is corrupt, and errCorrupt when bytes are left over.
+func (r *rbuf) done() error {
+	if len(r.Rest()) != 0 {
+		return errCorrupt
 	}
-	r.b = nil
+	return r.corrupt()
 }
 
-func (r *rbuf) byte() byte {
-	if len(r.b) == 0 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *rbuf) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *rbuf) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *rbuf) byte() byte      { return r.Byte() }
+func (r *rbuf) uvarint() uint64 { return r.Uvarint() }
+func (r *rbuf) varint() int64   { return r.Varint() }
+func (r *rbuf) str() string     { return r.String() }
+func (r *rbuf) bytes() []byte   { return r.Bytes() }
+func (r *rbuf) count() int      { return r.Count() }
+func (r *rbuf) time() time.Time { return fromNanos(r.Varint()) }
+func (r *rbuf) bool() bool      { return r.Byte() == 1 }
 
 func (r *rbuf) u64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
+	if p := r.Next(8); p != nil {
+		return binary.BigEndian.Uint64(p)
 	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
+	return 0
 }
 
 func (r *rbuf) id() (x runID) {
-	if len(r.b) < len(x) {
-		r.fail()
-		return x
-	}
-	copy(x[:], r.b)
-	r.b = r.b[len(x):]
+	copy(x[:], r.Next(len(x)))
 	return x
 }
 
-func (r *rbuf) time() time.Time { return fromNanos(r.varint()) }
-func (r *rbuf) bool() bool      { return r.byte() == 1 }
-
-func (r *rbuf) str() string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-// bytes returns a copy, nil when empty.
-func (r *rbuf) bytes() []byte {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	p := make([]byte, n)
-	copy(p, r.b)
-	r.b = r.b[n:]
+func (r *rbuf) pseudonym() (p shred.Pseudonym) {
+	copy(p[:], r.Next(len(p)))
 	return p
-}
-
-// count reads a number of items that each take at least one byte.
-func (r *rbuf) count() int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return 0
-	}
-	return int(n)
 }

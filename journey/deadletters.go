@@ -56,14 +56,14 @@ func deadKey(failedAt int64, id runID) []byte {
 }
 
 func parseDeadLetter(v []byte) (*deadLetter, error) {
-	r := rbuf{b: v}
+	r := newRbuf(v)
 	if r.byte() != deadV1 {
 		return nil, errCorrupt
 	}
 	dl := &deadLetter{reason: r.str()}
 	hb := r.bytes()
-	if r.err != nil {
-		return nil, r.err
+	if err := r.corrupt(); err != nil {
+		return nil, err
 	}
 	var err error
 	dl.h, err = parseJobHeader(hb)

@@ -121,16 +121,12 @@ func timerValue(t timerRef, ref profile.Ref) []byte {
 }
 
 func parseTimerValue(v []byte) (kind byte, ref profile.Ref, journey string, err error) {
-	r := rbuf{b: v}
+	r := newRbuf(v)
 	kind = r.byte()
 	ref.Partition = int(r.uvarint())
-	if len(r.b) < len(ref.P) {
-		return 0, ref, "", errCorrupt
-	}
-	copy(ref.P[:], r.b)
-	r.b = r.b[len(ref.P):]
+	ref.P = r.pseudonym()
 	journey = r.str()
-	return kind, ref, journey, r.err
+	return kind, ref, journey, r.corrupt()
 }
 
 // custRecord is what the runtime keeps about one profile: per journey, the
@@ -383,20 +379,20 @@ func (r *run) encode(w *wbuf) {
 }
 
 func decodeBody(c *custRecord, b []byte) error {
-	r := rbuf{b: b}
+	r := newRbuf(b)
 	n := r.count()
 	c.journeys = make([]*jstate, 0, n)
 	for range n {
 		js := &jstate{id: r.str(), trig: r.u64(), cond: r.bool()}
 		flags := r.byte()
 		if flags&1 != 0 {
-			js.count = decodeCount(&r)
+			js.count = decodeCount(r)
 		}
 		if flags&2 != 0 {
-			js.seq = decodeSeq(&r)
+			js.seq = decodeSeq(r)
 		}
 		if flags&4 != 0 {
-			js.nfb = decodeNFB(&r)
+			js.nfb = decodeNFB(r)
 		}
 		if flags&8 != 0 {
 			js.abs = &absState{id: r.id(), last: r.varint(), ev: r.bytes(), due: r.varint(), fired: r.varint()}
@@ -408,17 +404,14 @@ func decodeBody(c *custRecord, b []byte) error {
 		nr := r.count()
 		js.runs = make([]*run, 0, nr)
 		for range nr {
-			js.runs = append(js.runs, decodeRun(&r))
+			js.runs = append(js.runs, decodeRun(r))
 		}
 		c.journeys = append(c.journeys, js)
-		if r.err != nil {
-			return r.err
+		if err := r.corrupt(); err != nil {
+			return err
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		return errCorrupt
-	}
-	return r.err
+	return r.done()
 }
 
 func decodeRun(r *rbuf) *run {

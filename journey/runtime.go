@@ -353,17 +353,12 @@ func (t *txn) load(ref profile.Ref) (*work, error) {
 		return w, err
 	}
 	w.existed = true
-	r := rbuf{b: v}
+	r := newRbuf(v)
 	if r.byte() != recordV1 {
 		return nil, fmt.Errorf("%w: record of %s", errCorrupt, ref.P)
 	}
 	r.uvarint()                // the partition when written; ref is current
-	var sealer shred.Pseudonym // the id the body was sealed under
-	if len(r.b) < len(sealer) {
-		return nil, errCorrupt
-	}
-	copy(sealer[:], r.b)
-	r.b = r.b[len(sealer):]
+	sealer := r.pseudonym() // the id the body was sealed under
 	n := r.count()
 	for range n {
 		due := int64(r.u64())
@@ -371,8 +366,8 @@ func (t *txn) load(ref profile.Ref) (*work, error) {
 	}
 	sealed := r.bool()
 	body := r.bytes()
-	if r.err != nil {
-		return nil, fmt.Errorf("%w: record of %s", r.err, ref.P)
+	if err := r.corrupt(); err != nil {
+		return nil, fmt.Errorf("%w: record of %s", err, ref.P)
 	}
 	if sealed {
 		if t.rt.cfg.Keys == nil {

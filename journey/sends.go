@@ -73,27 +73,23 @@ func (h *jobHeader) encode() []byte {
 }
 
 func parseJobHeader(v []byte) (*jobHeader, error) {
-	r := rbuf{b: v}
+	r := newRbuf(v)
 	if r.byte() != jobV2 {
 		return nil, errCorrupt
 	}
 	h := &jobHeader{}
 	h.ref.Partition = int(r.uvarint())
-	if len(r.b) < len(h.ref.P) {
-		return nil, errCorrupt
-	}
-	copy(h.ref.P[:], r.b)
-	r.b = r.b[len(h.ref.P):]
+	h.ref.P = r.pseudonym()
 	h.journey, h.version, h.step, h.channel = r.str(), int(r.varint()), r.str(), r.str()
 	h.attempts = int(r.uvarint())
 	h.created = r.varint()
 	h.flags = r.byte()
 	h.trace = r.str()
 	h.body = r.bytes()
-	if r.err == nil && len(r.b) != 0 {
-		return nil, errCorrupt
+	if err := r.done(); err != nil {
+		return nil, err
 	}
-	return h, r.err
+	return h, nil
 }
 
 // newJob makes the job of a message: its body sealed under the person's
@@ -155,7 +151,7 @@ func (rt *Runtime) decodeJob(h *jobHeader) (*channel.Message, error) {
 			return nil, err
 		}
 	}
-	r := rbuf{b: body}
+	r := newRbuf(body)
 	m := &channel.Message{
 		Journey: h.journey, Version: h.version, Step: h.step,
 		IdempotencyKey: r.str(), Channel: r.str(), Variant: r.str(),
@@ -177,8 +173,8 @@ func (rt *Runtime) decodeJob(h *jobHeader) (*channel.Message, error) {
 	m.CreatedAt = r.time()
 	m.TriggeredAt = r.time()
 	m.UnsubscribeURL = r.str()
-	if r.err != nil {
-		return nil, fmt.Errorf("journey: send job: %w", r.err)
+	if err := r.corrupt(); err != nil {
+		return nil, fmt.Errorf("journey: send job: %w", err)
 	}
 	return m, nil
 }
