@@ -357,7 +357,7 @@ func (t *txn) load(ref profile.Ref) (*work, error) {
 	if r.byte() != recordV1 {
 		return nil, fmt.Errorf("%w: record of %s", errCorrupt, ref.P)
 	}
-	r.uvarint()                // the partition when written; ref is current
+	r.uvarint()             // the partition when written; ref is current
 	sealer := r.pseudonym() // the id the body was sealed under
 	n := r.count()
 	for range n {
