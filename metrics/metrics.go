@@ -68,12 +68,18 @@ func (m *Metrics) Handler() http.Handler {
 	})
 }
 
+// statCounter is a counter read at every scrape from one field of a
+// component's stats.
+func statCounter[S any, N int64 | uint64](stats func() S, name, help string, field func(S) N) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+		func() float64 { return float64(field(stats())) })
+}
+
 // WAL exports the write-ahead log's counters. stats (wal.WAL.Stats) is
 // called at every scrape.
 func (m *Metrics) WAL(stats func() wal.Stats) {
 	counter := func(name, help string, v func(wal.Stats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(v(stats())) })
+		return statCounter(stats, name, help, v)
 	}
 	m.Registry.MustRegister(
 		counter("nudge_wal_appends_total", "Records made durable in the write-ahead log: one per tracking request with new events.",
@@ -184,8 +190,7 @@ func (m *Metrics) DeadLetters(depth func() int64) {
 // from zero when nudge starts. Its lag is exported by Consumer.
 func (m *Metrics) Profiles(stats func() profile.Stats) {
 	counter := func(name, help string, v func(profile.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(v(stats())) })
+		return statCounter(stats, name, help, v)
 	}
 	m.Registry.MustRegister(
 		counter("nudge_profile_events_total", "Events the profile consumer applied to profiles.",
