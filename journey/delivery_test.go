@@ -476,20 +476,24 @@ func TestDeferredSendRechecksTheCustomersWishes(t *testing.T) {
 	}
 }
 
-// A scan does not raise the job floor past a key committed while it ran,
-// even one above where the scan started (it may lie beyond what the scan's
-// snapshot saw).
+// A scan raises the job floor to the first key it saw, but not past a key
+// committed while it ran (its snapshot may have missed it), even one above
+// where it started; a nil floor (the start) is not moved up by a commit.
 func TestFloorIsNotRaisedPastAKeyCommittedDuringAScan(t *testing.T) {
 	var f keyFloor
+	f.lower([]byte("jq/m"))
+	if f.get() != nil {
+		t.Fatalf("a commit moved the start floor to %q", f.get())
+	}
 	f.raise([]byte("jq/a"))
-	g := f.generation()
+	f.begin()
 	f.lower([]byte("jq/m")) // committed during the scan, above the floor
-	f.raiseIf([]byte("jq0"), g)
-	if got := string(f.get()); got != "jq/a" {
+	f.end([]byte("jq0"))
+	if got := string(f.get()); got != "jq/m" {
 		t.Fatalf("floor %q after a scan that missed jq/m", got)
 	}
-	g = f.generation()
-	f.raiseIf([]byte("jq/z"), g)
+	f.begin()
+	f.end([]byte("jq/z"))
 	if got := string(f.get()); got != "jq/z" {
 		t.Fatalf("floor %q after a quiet scan", got)
 	}

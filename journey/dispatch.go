@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -236,19 +237,16 @@ func (rt *Runtime) scanJobs(ctx context.Context, now int64) (items []*delivery, 
 	// the engine's lock. The outcomes recorded so far are committed too:
 	// their jobs are unclaimed.
 	rt.dispMu.Lock()
+	defer rt.dispMu.Unlock()
 	for _, k := range rt.finished {
 		delete(rt.claimed, k)
 	}
 	rt.finished = rt.finished[:0]
-	rt.dispMu.Unlock()
-	gen := rt.jobFloor.generation()
-	from := rt.jobFloor.get()
+	from := rt.jobFloor.begin()
 	if from == nil {
 		from = []byte(prefixJob)
 	}
 	var first []byte // the first job key in the store from the floor on
-	rt.dispMu.Lock()
-	defer rt.dispMu.Unlock()
 	err = rt.cfg.Store.ScanExt(ctx, from, endOf(prefixJob), func(k, v []byte) error {
 		due, id, ok := parseDueKey(prefixJob, k)
 		if !ok {
@@ -282,7 +280,7 @@ func (rt *Runtime) scanJobs(ctx context.Context, now int64) (items []*delivery, 
 	if first == nil {
 		first = endOf(prefixJob)
 	}
-	rt.jobFloor.raiseIf(first, gen)
+	rt.jobFloor.end(first)
 	return items, next, more, nil
 }
 
@@ -387,7 +385,9 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 // setJob writes a job at key k.
 func (rt *Runtime) setJob(tx *profile.Tx, k []byte, h *jobHeader) {
 	tx.Set(k, h.encode())
-	rt.jobPending.lower(k) // the commit lowers the floor (Committed)
+	if rt.jobPending == nil || bytes.Compare(k, rt.jobPending) < 0 {
+		rt.jobPending = k // the commit lowers the floor to it (Committed)
+	}
 }
 
 // backoff is the wait before attempt n+1: RetryMin doubled per attempt, at

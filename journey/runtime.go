@@ -173,10 +173,12 @@ type Runtime struct {
 	planned    atomic.Int64 // when the timer loop looks next (0: it is not waiting)
 
 	// Send jobs, likewise: no committed job key sorts before jobFloor.
-	// jobPending is the lowest job key written since the last commit: the
-	// commit lowers the floor to it and wakes the dispatcher (Committed),
-	// so a scan needs no pass through the engine's lock.
-	jobFloor, jobPending keyFloor
+	// jobPending is the lowest job key written since the last commit
+	// (guarded by the engine's lock): the commit lowers the floor to it and
+	// wakes the dispatcher (Committed), so a scan needs no pass through the
+	// engine's lock.
+	jobFloor   keyFloor
+	jobPending []byte
 	// erasedJobs are claimed jobs that Erased deleted: their outcomes are
 	// not recorded (guarded by the engine's lock).
 	erasedJobs map[string]bool
@@ -314,9 +316,9 @@ func (t *txn) finish() error {
 // Committed implements profile.Committer: the jobs written since the last
 // commit are in the store now.
 func (rt *Runtime) Committed() {
-	if k := rt.jobPending.get(); k != nil {
-		rt.jobFloor.lower(k)
-		rt.jobPending.reset()
+	if rt.jobPending != nil {
+		rt.jobFloor.lower(rt.jobPending)
+		rt.jobPending = nil
 		kick(rt.sendKick)
 	}
 }
@@ -500,10 +502,10 @@ func (t *txn) note(key []byte, due int64) {
 // keyFloor is a key below which a key range holds nothing to do (nil: the
 // start of the range).
 type keyFloor struct {
-	mu  sync.Mutex
-	k   []byte
-	set bool
-	gen uint64
+	mu       sync.Mutex
+	k        []byte
+	scanning bool
+	low      []byte // the lowest key lowered to since begin
 }
 
 func (f *keyFloor) get() []byte {
@@ -512,24 +514,16 @@ func (f *keyFloor) get() []byte {
 	return f.k
 }
 
-// lower moves the floor down to k. It counts as a change even when k is
-// above the floor: a key committed during a scan, above where the scan
-// started, may lie beyond what the scan saw, so the scan must not raise
-// the floor past it (raiseIf).
+// lower moves the floor down to k (a nil floor, the start, stays).
 func (f *keyFloor) lower(k []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.set || bytes.Compare(k, f.k) < 0 {
-		f.k, f.set = k, true
+	if f.k != nil && bytes.Compare(k, f.k) < 0 {
+		f.k = k
 	}
-	f.gen++
-}
-
-// reset forgets the floor (nil: the start of the range).
-func (f *keyFloor) reset() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.k, f.set = nil, false
+	if f.scanning && (f.low == nil || bytes.Compare(k, f.low) < 0) {
+		f.low = k
+	}
 }
 
 // raise sets the floor to k, or to what was lowered below it.
@@ -541,27 +535,26 @@ func (f *keyFloor) raise(k []byte, lowered ...[]byte) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.k, f.set = k, true
-	f.gen++
+	f.k = k
 }
 
-// generation counts the floor's changes: raiseIf raises it only if it
-// has not moved since.
-func (f *keyFloor) generation() uint64 {
+// begin starts a scan from the floor, which it returns; end raises the
+// floor to the first key the scan saw, or to a key committed while it
+// ran if that is lower (the scan's snapshot may have missed it).
+func (f *keyFloor) begin() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.gen
+	f.scanning, f.low = true, nil
+	return f.k
 }
 
-// raiseIf sets the floor to k unless it moved since generation g (a key
-// committed during a scan lowered it: the floor stays, a safe bound).
-func (f *keyFloor) raiseIf(k []byte, g uint64) {
+func (f *keyFloor) end(first []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.gen == g {
-		f.k, f.set = k, true
-		f.gen++
+	if f.low != nil && bytes.Compare(f.low, first) < 0 {
+		first = f.low
 	}
+	f.k, f.scanning, f.low = first, false, nil
 }
 
 // evInfo is an event with what the runtime derives from it, computed once.
