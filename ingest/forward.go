@@ -51,6 +51,7 @@ type Forwarder struct {
 	unsynced  int
 	syncedPos uint64
 	failing   error // the last round of Run failed with it; nil once one succeeds
+	syncErr   error // the last sync of the sync loop failed with it; nil once one succeeds
 }
 
 // NewForwarder makes a forwarder; call Recover before Run. The keyring gets
@@ -201,7 +202,7 @@ func (f *Forwarder) Lag() uint64 {
 func (f *Forwarder) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.failing
+	return errors.Join(f.failing, f.syncErr)
 }
 
 func (f *Forwarder) setFailing(err error) {
@@ -219,9 +220,8 @@ func (f *Forwarder) position() uint64 {
 var errRoundFull = errors.New("round full")
 
 // round reads what the WAL holds past pos, up to MaxRoundBytes, and
-// publishes it as batches of at most MaxBatchBytes per partition.
-// round forwards what the WAL holds past the position, at most
-// MaxRoundBytes; due says that a sync is due.
+// publishes it as batches of at most MaxBatchBytes per partition; due says
+// that a sync is due.
 func (f *Forwarder) round(ctx context.Context) (due bool, err error) {
 	type pending struct {
 		payload []byte
@@ -311,10 +311,13 @@ func (f *Forwarder) syncLoop(ctx context.Context) {
 			return
 		case <-f.syncKick:
 		}
-		if err := f.sync(context.WithoutCancel(ctx)); err != nil {
+		err := f.sync(context.WithoutCancel(ctx))
+		if err != nil {
 			f.logger.Warn("syncing the event log failed; retrying at the next round", "err", err)
-			f.setFailing(err)
 		}
+		f.mu.Lock()
+		f.syncErr = err
+		f.mu.Unlock()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -26,6 +27,8 @@ type memLog struct {
 	last   map[int]uint64
 	syncs  int
 	fail   int
+	// syncErr, when set, is what Sync answers.
+	syncErr error
 	// partial makes the next failing Append store this many batches first.
 	partial int
 	// hook, when set, runs at the start of every Append.
@@ -64,7 +67,15 @@ func (m *memLog) storeLocked(batches []bus.Batch) {
 	}
 }
 
-func (m *memLog) Sync(context.Context) error { m.mu.Lock(); m.syncs++; m.mu.Unlock(); return nil }
+func (m *memLog) Sync(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.syncErr != nil {
+		return m.syncErr
+	}
+	m.syncs++
+	return nil
+}
 func (m *memLog) LastProducerPos(_ context.Context, p int) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -252,6 +263,47 @@ func TestForwarderRetriesAFailingLog(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("Run = %v, want context.Canceled", err)
 		}
+	})
+}
+
+// A sync that fails (the sync loop runs beside the rounds) shows in Err
+// until one succeeds, however many rounds succeed meanwhile.
+func TestForwarderReportsAFailingSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const parts = 2
+		w, log := openWAL(t, parts, wal.Options{NoSync: true})
+		log.syncErr = errors.New("disk gone")
+		f := NewForwarder(w, log, testKeys(t), quiet())
+		f.SyncBytes = 1
+		f.Recover(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- f.Run(ctx) }()
+		forward := func(users ...string) {
+			t.Helper()
+			appendEvents(t, w, parts, users...)
+			end, _ := w.Committed()
+			if err := f.WaitForwarded(ctx, end); err != nil {
+				t.Fatal(err)
+			}
+		}
+		forward("s1")
+		synctest.Wait() // the sync loop has had its turn
+		forward("s2")   // a round that succeeds after the failed sync
+		if err := f.Err(); err == nil || !strings.Contains(err.Error(), "disk gone") {
+			t.Fatalf("Err after a failed sync and a good round = %v", err)
+		}
+		synctest.Wait()
+		log.mu.Lock()
+		log.syncErr = nil
+		log.mu.Unlock()
+		forward("s3")
+		synctest.Wait()
+		if err := f.Err(); err != nil {
+			t.Fatalf("Err after a sync succeeded = %v", err)
+		}
+		cancel()
+		<-done
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,14 +33,14 @@ func receiveMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var h histogram
 	started := time.Now()
-	var bad, skipped int
+	var bad, skipped atomic.Int64 // handlers run concurrently
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		var body struct{ TS time.Time }
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.TS.IsZero() {
-			bad++
+			bad.Add(1)
 		} else if now.Sub(started) < *skip {
-			skipped++
+			skipped.Add(1)
 		} else {
 			h.Record(now.Sub(body.TS))
 		}
@@ -53,12 +54,14 @@ func receiveMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	go func() {
 		<-ctx.Done()
-		srv.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx) // the handlers running finish before the report
 	}()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	fmt.Fprintf(stdout, "webhooks %d (warm-up %d, unreadable %d)\n", h.Count(), skipped, bad)
+	fmt.Fprintf(stdout, "webhooks %d (warm-up %d, unreadable %d)\n", h.Count(), skipped.Load(), bad.Load())
 	fmt.Fprintf(stdout, "time to trigger (client send -> webhook arrival): p50 %s  p99 %s  p99.9 %s  max %s\n",
 		h.Percentile(50), h.Percentile(99), h.Percentile(99.9), h.Max())
 	return nil

@@ -213,12 +213,12 @@ func checkChannels(cfg Config) (int, error) {
 // is configured, else the log channel under the same name.
 func channels(cfg Config, logger *slog.Logger) ([]channel.Channel, error) {
 	c := cfg.Channels
-	secret, err := readOrMakeSecret(filepath.Join(cfg.Data, webhookSecretFile))
-	if c.WebhookSecret != "" {
-		secret, err = c.WebhookSecret, nil
-	}
-	if err != nil {
-		return nil, err
+	secret := c.WebhookSecret
+	if secret == "" {
+		var err error
+		if secret, err = readOrMakeSecret(filepath.Join(cfg.Data, webhookSecretFile)); err != nil {
+			return nil, err
+		}
 	}
 	var chans []channel.Channel
 	add := func(ch channel.Channel, err error) error {

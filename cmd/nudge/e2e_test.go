@@ -396,7 +396,7 @@ func TestCheck(t *testing.T) {
 	}
 	// Provider settings that serve would refuse are refused by check, which
 	// writes nothing.
-	data := filepath.Join(t.TempDir(), "data")
+	data := t.TempDir()
 	for args, want := range map[string]string{
 		"--channel-rate fax=3":                        `channel_rate: no channel is named "fax"`,
 		"--smtp-addr 127.0.0.1:1 --email-from nobody": "smtp: From is not an email address",
@@ -407,8 +407,12 @@ func TestCheck(t *testing.T) {
 			t.Errorf("check %s: %v\n%s", args, err, out)
 		}
 	}
-	if _, err := os.Stat(data); !os.IsNotExist(err) {
-		t.Errorf("check wrote its data directory: %v", err)
+	out, err = exec.Command(binary, "check", "--data", data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	if files, _ := os.ReadDir(data); len(files) != 0 {
+		t.Errorf("check wrote %d files into the data directory (%s...)", len(files), files[0].Name())
 	}
 	out, err = exec.Command(binary, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "nudge ") {
