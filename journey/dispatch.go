@@ -114,9 +114,10 @@ type delivery struct {
 	marked chan error
 }
 
-// prepare opens a scanned job and decides what to do with it; it reports
-// whether the job is to be attempted.
-func (rt *Runtime) prepare(ctx context.Context, d *delivery, now int64) bool {
+// route decides from a scanned job's header what to do with it: it
+// reports whether the job goes to its lane. It runs on the scanner, so it
+// reads nothing but the header.
+func (rt *Runtime) route(d *delivery, now int64) bool {
 	if d.drop {
 		rt.logger.Error("journey send job is corrupt; dropped", "err", d.err)
 		return false
@@ -127,6 +128,21 @@ func (rt *Runtime) prepare(ctx context.Context, d *delivery, now int64) bool {
 		d.inDoubt = true
 		return false
 	}
+	if d.lane = rt.lanes[d.h.channel]; d.lane == nil {
+		d.err = channel.Permanent(fmt.Errorf("journey: no channel is named %q", d.h.channel))
+		return false
+	}
+	if d.lane.breaker.State() == gobreaker.StateOpen {
+		d.deferTo = now + nanos(d.lane.cfg.BreakerOpen)
+		return false
+	}
+	return true
+}
+
+// open opens a routed job's message and, for one put off by quiet hours,
+// checks the customer's wishes again; it reports whether the job is to be
+// attempted. It runs on the lane's worker.
+func (rt *Runtime) open(ctx context.Context, d *delivery) bool {
 	var err error
 	if d.m, err = rt.decodeJob(d.h); err != nil {
 		if !errors.Is(err, shred.ErrShredded) {
@@ -136,21 +152,11 @@ func (rt *Runtime) prepare(ctx context.Context, d *delivery, now int64) bool {
 		return false
 	}
 	if d.h.has(jobRecheck) && !d.h.has(jobTransactional) {
-		if d.suppressed, err = rt.unwanted(ctx, d.h); err != nil || d.suppressed {
-			if err != nil {
-				rt.logger.Warn("journey send job: the profile could not be read; tried again later", "err", err)
-				d.leave = true
-			}
-			return false
+		if d.suppressed, err = rt.unwanted(ctx, d.h); err != nil {
+			rt.logger.Warn("journey send job: the profile could not be read; tried again later", "err", err)
+			d.leave = true
 		}
-	}
-	if d.lane = rt.lanes[d.h.channel]; d.lane == nil {
-		d.err = channel.Permanent(fmt.Errorf("journey: no channel is named %q", d.h.channel))
-		return false
-	}
-	if d.lane.breaker.State() == gobreaker.StateOpen {
-		d.deferTo = now + nanos(d.lane.cfg.BreakerOpen)
-		return false
+		return err == nil && !d.suppressed
 	}
 	return true
 }
@@ -419,7 +425,7 @@ func (rt *Runtime) Deliver(ctx context.Context) (int, error) {
 	var send, marks []*delivery
 	now := unixNanos(rt.cfg.Clock.Now())
 	for _, d := range items {
-		if rt.prepare(ctx, d, now) {
+		if rt.route(d, now) && rt.open(ctx, d) {
 			send = append(send, d)
 			if d.needsMark() {
 				marks = append(marks, d)
@@ -479,6 +485,10 @@ func (rt *Runtime) sendLoop(ctx context.Context) error {
 func (rt *Runtime) work(ctx context.Context, d *delivery, recs chan<- *delivery) {
 	if ctx.Err() != nil {
 		rt.unclaim([]*delivery{d}) // not attempted: scanned again after a restart
+		return
+	}
+	if !rt.open(ctx, d) {
+		recs <- d
 		return
 	}
 	if d.needsMark() {
@@ -560,7 +570,7 @@ func (rt *Runtime) scanLoop(ctx context.Context, recs chan<- *delivery) error {
 		}
 		var full []*delivery // lanes with no room: scanned again later
 		for _, d := range items {
-			if !rt.prepare(ctx, d, now) {
+			if !rt.route(d, now) {
 				recs <- d
 				continue
 			}
