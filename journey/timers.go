@@ -43,7 +43,11 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 		more := false
 		err := rt.cfg.Engine.Do(ctx, func(tx *profile.Tx) error {
 			t := rt.begin(ctx, tx)
-			type item struct{ key, val []byte }
+			type item struct {
+				key, val []byte
+				due      int64
+				id       runID
+			}
 			var items []item
 			next = 0
 			from := rt.timerFloor.get()
@@ -52,7 +56,7 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 			}
 			stop := upTo(prefixTimer, t.now) // the first key not fired
 			err := tx.Scan(ctx, from, endOf(prefixTimer), func(k, v []byte) error {
-				due, _, ok := parseDueKey(prefixTimer, k)
+				due, id, ok := parseDueKey(prefixTimer, k)
 				if !ok {
 					return nil
 				}
@@ -64,7 +68,7 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 					more, stop = true, slices.Clone(k)
 					return errStop
 				}
-				items = append(items, item{slices.Clone(k), slices.Clone(v)})
+				items = append(items, item{slices.Clone(k), slices.Clone(v), due, id})
 				return nil
 			})
 			if err != nil && err != errStop {
@@ -72,10 +76,9 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 			}
 			for _, it := range items {
 				if rt.cfg.TimerFired != nil {
-					due, _, _ := parseDueKey(prefixTimer, it.key)
-					rt.cfg.TimerFired(time.Duration(unixNanos(rt.cfg.Clock.Now()) - due))
+					rt.cfg.TimerFired(time.Duration(t.now - it.due))
 				}
-				if err := t.fire(it.key, it.val); err != nil {
+				if err := t.fire(it.key, it.due, it.id, it.val); err != nil {
 					return err
 				}
 			}
@@ -109,8 +112,7 @@ func (rt *Runtime) fireDue(ctx context.Context) (next int64, fired int, err erro
 }
 
 // fire fires one timer, in the transaction of t.
-func (t *txn) fire(key, val []byte) error {
-	due, id, _ := parseDueKey(prefixTimer, key)
+func (t *txn) fire(key []byte, due int64, id runID, val []byte) error {
 	t.tx.Delete(key)
 	kind, ref, jid, err := parseTimerValue(val)
 	if err != nil {
