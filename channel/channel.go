@@ -183,6 +183,17 @@ const (
 	Clicked      FeedbackKind = "clicked"
 )
 
+// Event is the name of the customer's track event that feedback of kind k
+// becomes (package feedback), which journeys wait for and stats count; ""
+// for Deferred, which is not reported.
+func (k FeedbackKind) Event() string { return feedbackEvents[k] }
+
+var feedbackEvents = map[FeedbackKind]string{
+	Delivered: "Message Delivered", Bounced: "Message Bounced", Complained: "Message Complained",
+	Failed: "Message Failed", Opened: "Email Opened", Clicked: "Email Link Clicked",
+	Unsubscribed: "Unsubscribed", // what profile.State reads as an unsubscribe
+}
+
 // Suppresses reports whether feedback of kind k means: never send to this
 // address again.
 func (k FeedbackKind) Suppresses() bool {

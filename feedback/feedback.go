@@ -48,17 +48,6 @@ import (
 // Source is the source of the events this package makes.
 const Source = "nudge-feedback"
 
-// The event names.
-const (
-	MessageDelivered  = "Message Delivered"
-	MessageBounced    = "Message Bounced"
-	MessageComplained = "Message Complained"
-	MessageFailed     = "Message Failed"
-	EmailOpened       = "Email Opened"
-	EmailLinkClicked  = "Email Link Clicked"
-	Unsubscribed      = profile.Unsubscribed
-)
-
 // Publisher stores events (ingest.Handler.Publish).
 type Publisher interface {
 	Publish(ctx context.Context, source string, events []nudge.Event) error
@@ -99,9 +88,9 @@ func New(cfg Config) *Loop {
 
 // link is what a message's links stand for.
 func (l *Loop) link(ref profile.Ref, m *channel.Message, group string) engage.Link {
-	kind, value := "userId", m.Recipient.Identifiers["userId"]
+	kind, value := profile.KindUser, m.Recipient.Identifiers[profile.KindUser]
 	if value == "" {
-		kind, value = "anonymousId", m.Recipient.Identifiers["anonymousId"]
+		kind, value = profile.KindAnonymous, m.Recipient.Identifiers[profile.KindAnonymous]
 	}
 	subject := []byte(kind + "\x00" + value)
 	if l.cfg.Keys != nil {
@@ -150,14 +139,14 @@ func (l *Loop) Engage(ctx context.Context, e engage.Engagement) error {
 	d := newDraft(who, e.Link.Key, e.Link.Channel, e.At)
 	switch e.Kind {
 	case engage.Opened:
-		d.ev.Event = EmailOpened
+		d.ev.Event = channel.Opened.Event()
 		d.ev.MessageID = messageID("open", e.Link.Key)
 	case engage.Clicked:
-		d.ev.Event = EmailLinkClicked
+		d.ev.Event = channel.Clicked.Event()
 		d.ev.MessageID = messageID("click", e.Link.Key, e.URL)
 		d.props["url"] = e.URL
 	case engage.Unsubscribed:
-		d.ev.Event = Unsubscribed
+		d.ev.Event = channel.Unsubscribed.Event()
 		d.ev.MessageID = messageID("unsubscribe", e.Link.Key, e.Link.Group)
 		if e.Link.Group != "" {
 			d.props["group"] = e.Link.Group
@@ -204,11 +193,7 @@ func (l *Loop) Report(ctx context.Context, fbs []channel.Feedback) error {
 			l.log.Info("provider feedback about no known customer dropped", "kind", f.Kind, "channel", f.Channel)
 			continue
 		}
-		name := map[channel.FeedbackKind]string{
-			channel.Delivered: MessageDelivered, channel.Bounced: MessageBounced, channel.Complained: MessageComplained,
-			channel.Failed: MessageFailed, channel.Opened: EmailOpened, channel.Clicked: EmailLinkClicked,
-			channel.Unsubscribed: Unsubscribed,
-		}[f.Kind]
+		name := f.Kind.Event()
 		if name == "" {
 			continue // deferred: the provider tries again
 		}
@@ -220,10 +205,10 @@ func (l *Loop) Report(ctx context.Context, fbs []channel.Feedback) error {
 			d.props["reason"] = f.Reason
 		}
 		events = append(events, d.event())
-		if f.Kind == channel.Bounced || f.Kind == channel.Complained {
+		if f.Kind.Suppresses() && f.Kind != channel.Unsubscribed {
 			// The address takes no more messages of the channel.
 			un := newDraft(who, f.Key, f.Channel, f.At)
-			un.ev.Event = Unsubscribed
+			un.ev.Event = channel.Unsubscribed.Event()
 			un.ev.MessageID = messageID("suppress", string(f.Kind), f.ProviderID, f.Key, f.Channel)
 			un.props["reason"] = string(f.Kind)
 			events = append(events, un.event())
@@ -263,9 +248,9 @@ func eventIdentity(p *profile.Profile) *profile.Identity {
 	var anon *profile.Identity
 	for i := range p.Identities {
 		switch id := &p.Identities[i]; id.Kind {
-		case "userId":
+		case profile.KindUser:
 			return id
-		case "anonymousId":
+		case profile.KindAnonymous:
 			if anon == nil {
 				anon = id
 			}
@@ -282,7 +267,7 @@ type draft struct {
 
 func newDraft(who *profile.Identity, key, ch string, at time.Time) *draft {
 	d := &draft{ev: nudge.Event{Type: nudge.Track, Timestamp: at}, props: map[string]any{"channel": ch}}
-	if who.Kind == "userId" {
+	if who.Kind == profile.KindUser {
 		d.ev.UserID = who.Value
 	} else {
 		d.ev.AnonymousID = who.Value

@@ -154,11 +154,11 @@ func TestLinksBecomeEvents(t *testing.T) {
 		if p["journey"] != "cart" || p["step"] != "email" || p["version"] != float64(2) || p["variant"] != "b" || p["message_key"] != f.msg.IdempotencyKey {
 			t.Fatalf("%s properties %v", e.Event, p)
 		}
-		if e.Event == Unsubscribed && (p["group"] != "news" || p["channel"] != "email") {
+		if e.Event == channel.Unsubscribed.Event() && (p["group"] != "news" || p["channel"] != "email") {
 			t.Fatalf("unsubscribe properties %v", p)
 		}
 	}
-	if names[EmailLinkClicked] != 1 || names[EmailOpened] != 2 || names[Unsubscribed] != 1 || len(ids) != 3 {
+	if names[channel.Clicked.Event()] != 1 || names[channel.Opened.Event()] != 2 || names[channel.Unsubscribed.Event()] != 1 || len(ids) != 3 {
 		t.Fatalf("events %v, %d ids", names, len(ids))
 	}
 	// A tampered link reports nothing.
@@ -212,7 +212,7 @@ func TestProviderWebhookBounceSuppresses(t *testing.T) {
 		t.Fatalf("bounce: %d", code)
 	}
 	evs := f.events.take()
-	if len(evs) != 2 || evs[0].Event != MessageBounced || evs[1].Event != Unsubscribed || evs[0].UserID != "ann" {
+	if len(evs) != 2 || evs[0].Event != channel.Bounced.Event() || evs[1].Event != channel.Unsubscribed.Event() || evs[0].UserID != "ann" {
 		t.Fatalf("events %+v", evs)
 	}
 	if p := props(t, evs[1]); p["channel"] != "email" || p["reason"] != "bounced" {

@@ -498,3 +498,10 @@ func TestFloorIsNotRaisedPastAKeyCommittedDuringAScan(t *testing.T) {
 		t.Fatalf("floor %q after a quiet scan", got)
 	}
 }
+
+// The unsubscribe that feedback publishes is the event profiles read as one.
+func TestFeedbackUnsubscribeIsTheProfilesUnsubscribe(t *testing.T) {
+	if channel.Unsubscribed.Event() != profile.Unsubscribed {
+		t.Fatalf("%q is not %q", channel.Unsubscribed.Event(), profile.Unsubscribed)
+	}
+}

@@ -94,12 +94,12 @@ var feedbackCounters = map[string]struct {
 	step    func(*StepStats) *int64
 	variant func(*VariantStats) *int64
 }{
-	"Message Delivered":  {func(s *StepStats) *int64 { return &s.Delivered }, func(v *VariantStats) *int64 { return &v.Delivered }},
-	"Message Bounced":    {func(s *StepStats) *int64 { return &s.Bounced }, func(v *VariantStats) *int64 { return &v.Bounced }},
-	"Message Complained": {func(s *StepStats) *int64 { return &s.Complained }, nil},
-	"Email Opened":       {func(s *StepStats) *int64 { return &s.Opened }, func(v *VariantStats) *int64 { return &v.Opened }},
-	"Email Link Clicked": {func(s *StepStats) *int64 { return &s.Clicked }, func(v *VariantStats) *int64 { return &v.Clicked }},
-	"Unsubscribed":       {func(s *StepStats) *int64 { return &s.Unsubscribed }, nil},
+	channel.Delivered.Event():    {func(s *StepStats) *int64 { return &s.Delivered }, func(v *VariantStats) *int64 { return &v.Delivered }},
+	channel.Bounced.Event():      {func(s *StepStats) *int64 { return &s.Bounced }, func(v *VariantStats) *int64 { return &v.Bounced }},
+	channel.Complained.Event():   {func(s *StepStats) *int64 { return &s.Complained }, nil},
+	channel.Opened.Event():       {func(s *StepStats) *int64 { return &s.Opened }, func(v *VariantStats) *int64 { return &v.Opened }},
+	channel.Clicked.Event():      {func(s *StepStats) *int64 { return &s.Clicked }, func(v *VariantStats) *int64 { return &v.Clicked }},
+	channel.Unsubscribed.Event(): {func(s *StepStats) *int64 { return &s.Unsubscribed }, nil},
 }
 
 // countFeedback counts an event about a message of a journey's send step
@@ -113,7 +113,7 @@ func (t *txn) countFeedback(e *nudge.Event) bool {
 	if !ok {
 		return false
 	}
-	if e.Event == "Unsubscribed" && propOf(e, "reason") != "" {
+	if e.Event == channel.Unsubscribed.Event() && propOf(e, "reason") != "" {
 		return false // a bounce or complaint's suppression, counted as such
 	}
 	t.rt.bump(t.stat(&Journey{ID: o.Journey, Version: o.Version}), func(s *vstats) {
