@@ -239,7 +239,7 @@ var ErrUnknownJourney = errors.New("journey: no such journey")
 
 // Stats returns the counters of every version of a journey.
 func (rt *Runtime) Stats(journeyID string) (StatsView, error) {
-	view := StatsView{Journey: journeyID}
+	view := StatsView{Journey: journeyID, Versions: []VersionStats{}} // [] in JSON before any run
 	cat := rt.cat.Load()
 	rt.statsMu.Lock()
 	defer rt.statsMu.Unlock()
