@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nudge-dev/nudge/api"
 	"github.com/nudge-dev/nudge/journey"
@@ -120,7 +119,7 @@ func (a *API) putJourney(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.NewError(api.CodeBadBody, "", fmt.Sprintf("the body must be a journey of at most %d bytes", maxJourneyBody)))
 		return
 	}
-	v, created, err := a.defs.Put(r.Context(), id, "", body, time.Now())
+	v, created, err := a.defs.Put(r.Context(), id, "", body)
 	var je *journey.Error
 	if errors.As(err, &je) {
 		api.WriteError(w, journeyError(err))

@@ -152,11 +152,12 @@ func (h *Handler) cloudEvents() http.Handler {
 // user first; without one, the key in the body), read and parse the body,
 // then accept the events. name labels the route in the metrics.
 func (h *Handler) endpoint(name string, parse parseFunc) http.Handler {
+	spanName := "nudge.ingest " + name
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := h.now()
 		defer func() { h.metrics.Served(name, h.now().Sub(now)) }()
 		ctx, span := tracing.Tracer.Start(tracing.FromHeader(r.Context(), propagation.HeaderCarrier(r.Header)),
-			"nudge.ingest "+name, trace.WithSpanKind(trace.SpanKindServer))
+			spanName, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		r = r.WithContext(ctx)
 		source, basic := h.basicSource(r)

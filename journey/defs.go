@@ -112,7 +112,8 @@ var ErrDeleted = errors.New("journey: the journey is deleted")
 //
 // It must be called before the engine runs, or at least before any change
 // through the admin API.
-func OpenDefinitions(ctx context.Context, rt *Runtime, files []Source, now time.Time) (*Definitions, error) {
+func OpenDefinitions(ctx context.Context, rt *Runtime, files []Source) (*Definitions, error) {
+	now := rt.cfg.Clock.Now()
 	d := &Definitions{rt: rt, loader: Loader{Channels: rt.channelNames()}, byID: map[string]*defJourney{}}
 	err := rt.cfg.Store.ScanExt(ctx, []byte(prefixDefs), endOf(prefixDefs), func(k, v []byte) error {
 		rest := string(k[len(prefixDefs):])
@@ -347,7 +348,7 @@ func (d *Definitions) Get(id string) (Definition, bool) {
 // the version now current, and whether the journey was created (it did
 // not exist or was deleted). A source equal to the current version's is
 // no change.
-func (d *Definitions) Put(ctx context.Context, id, filename string, src []byte, now time.Time) (version int, created bool, err error) {
+func (d *Definitions) Put(ctx context.Context, id, filename string, src []byte) (version int, created bool, err error) {
 	if !validID(id) {
 		return 0, false, &Error{Pos{File: filename, Field: "id"}, fmt.Sprintf("%q is not a journey id: letters, digits and - _ . (not first), at most 128", id)}
 	}
@@ -390,7 +391,7 @@ func (d *Definitions) Put(ctx context.Context, id, filename string, src []byte, 
 		dj = &defJourney{}
 		d.byID[id] = dj
 	}
-	v := &defVersion{n: 1, rec: defRecord{Source: string(src), At: now.UTC()}, j: j}
+	v := &defVersion{n: 1, rec: defRecord{Source: string(src), At: d.rt.cfg.Clock.Now().UTC()}, j: j}
 	if cur := dj.current(); cur != nil {
 		v.n = cur.n + 1
 	}

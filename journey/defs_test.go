@@ -24,7 +24,7 @@ steps:
 
 func openDefs(t *testing.T, h *harness, files ...Source) *Definitions {
 	t.Helper()
-	d, err := OpenDefinitions(context.Background(), h.Runtime, files, h.Clock.Now())
+	d, err := OpenDefinitions(context.Background(), h.Runtime, files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func restart(t *testing.T, h *harness, files ...Source) *Definitions {
 
 func put(t *testing.T, d *Definitions, id, src string) (int, bool) {
 	t.Helper()
-	v, created, err := d.Put(context.Background(), id, "", []byte(src), hT0)
+	v, created, err := d.Put(context.Background(), id, "", []byte(src))
 	if err != nil {
 		t.Fatalf("Put %s: %v", id, err)
 	}
@@ -169,7 +169,7 @@ func TestDefinitionsPutErrors(t *testing.T) {
 		{"greet", `{"trigger": {"event": "Signed Up"}, "steps": [{"id": "x", "wait": {"duration": "soon"}}]}`, "1: steps[0].wait.duration"},
 		{"bad/id", defV1, "id"},
 	} {
-		_, _, err := d.Put(context.Background(), c.id, "", []byte(c.doc), hT0)
+		_, _, err := d.Put(context.Background(), c.id, "", []byte(c.doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Put(%s) = %v, want %q", c.id, err, c.want)
 		}
@@ -178,7 +178,7 @@ func TestDefinitionsPutErrors(t *testing.T) {
 		t.Fatal("a rejected document was stored")
 	}
 	// A JSON document without an id.
-	v, _, err := d.Put(context.Background(), "j", "", []byte(`{"trigger": {"event": "Signed Up"}, "steps": [{"id": "x", "exit": {}}]}`), hT0)
+	v, _, err := d.Put(context.Background(), "j", "", []byte(`{"trigger": {"event": "Signed Up"}, "steps": [{"id": "x", "exit": {}}]}`))
 	if err != nil || v != 1 {
 		t.Fatalf("JSON put: %d %v", v, err)
 	}

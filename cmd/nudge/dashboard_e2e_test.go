@@ -278,19 +278,21 @@ func waitDeadLetter(t *testing.T, p *proc, hits <-chan struct{}, except string) 
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the webhook was not called within 30 s\n%s", p.stderr)
 	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	var id string
+	eventually(t, 30*time.Second, "a dead letter", func() bool {
 		_, body := p.admin(http.MethodGet, "/v1/dlq")
 		var page struct{ Items []struct{ ID string } }
 		if json.Unmarshal([]byte(body), &page) == nil {
 			for _, it := range page.Items {
 				if it.ID != except {
-					return it.ID
+					id = it.ID
+					return true
 				}
 			}
 		}
-	}
-	t.Fatalf("no dead letter within 30 s\n%s", p.stderr)
-	return ""
+		return false
+	})
+	return id
 }
 
 // waitQueued waits for the busy receiver to be called and its send to be
@@ -302,7 +304,8 @@ func waitQueued(t *testing.T, p *proc, hits <-chan struct{}) string {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the busy webhook was not called within 30 s\n%s", p.stderr)
 	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	var id string
+	eventually(t, 30*time.Second, "a queued delivery", func() bool {
 		_, body := p.admin(http.MethodGet, "/v1/deliveries")
 		var page struct {
 			Items []struct {
@@ -311,34 +314,31 @@ func waitQueued(t *testing.T, p *proc, hits <-chan struct{}) string {
 				Attempts int
 			}
 		}
-		if json.Unmarshal([]byte(body), &page) == nil {
-			for _, it := range page.Items {
-				if it.Journey == "busy-hook" && it.Attempts == 1 {
-					if code, one := p.admin(http.MethodGet, "/v1/deliveries/"+it.ID); code != http.StatusOK || !strings.Contains(one, `"message"`) {
-						t.Fatalf("GET /v1/deliveries/%s = %d %s", it.ID, code, one)
-					}
-					return it.ID
-				}
+		if json.Unmarshal([]byte(body), &page) != nil {
+			return false
+		}
+		for _, it := range page.Items {
+			if it.Journey == "busy-hook" && it.Attempts == 1 {
+				id = it.ID
+				return true
 			}
 		}
+		return false
+	})
+	if code, one := p.admin(http.MethodGet, "/v1/deliveries/"+id); code != http.StatusOK || !strings.Contains(one, `"message"`) {
+		t.Fatalf("GET /v1/deliveries/%s = %d %s", id, code, one)
 	}
-	t.Fatalf("no queued delivery within 30 s\n%s", p.stderr)
-	return ""
+	return id
 }
 
-// waitNoDeadLetter waits until GET /v1/dlq/{id} answers 404: it reads
-// the store, which applies a redrive or a discard a moment later.
+// waitNoDeadLetter waits until GET /v1/dlq/{id} answers 404: the browser
+// sends the redrive or discard on its own time.
 func waitNoDeadLetter(t *testing.T, p *proc, id string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, body := p.admin(http.MethodGet, "/v1/dlq/"+id)
-		if code == http.StatusNotFound {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("10 s after it was taken, GET /v1/dlq/%s = %d %.300s", id, code, body)
-		}
-	}
+	eventually(t, 10*time.Second, "GET /v1/dlq/"+id+" answering 404", func() bool {
+		code, _ := p.admin(http.MethodGet, "/v1/dlq/"+id)
+		return code == http.StatusNotFound
+	})
 }
 
 func screenshotDir(t *testing.T) string {

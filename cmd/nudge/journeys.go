@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/nudge-dev/nudge/examples"
 	"github.com/nudge-dev/nudge/journey"
@@ -88,7 +87,7 @@ func openDefinitions(ctx context.Context, cfg Config, rt *journey.Runtime) (*jou
 	if err != nil {
 		return nil, err
 	}
-	defs, err := journey.OpenDefinitions(ctx, rt, srcs, time.Now())
+	defs, err := journey.OpenDefinitions(ctx, rt, srcs)
 	if err != nil {
 		return nil, fmt.Errorf("journey store: %w", err)
 	}

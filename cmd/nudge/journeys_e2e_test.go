@@ -122,13 +122,9 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 		t.Fatalf("profile: %+v", d)
 	}
 	// The welcome email went through the log channel.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.stderr.String(), `"journey":"welcome"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no welcome message logged within 30 s\n%s", p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 30*time.Second, "the welcome message logged", func() bool {
+		return strings.Contains(p.stderr.String(), `"journey":"welcome"`)
+	})
 	p.admin(http.MethodDelete, "/v1/profiles/"+user)
 	p.stop()
 	for _, s := range []string{email, user, name} {
