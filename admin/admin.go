@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -140,14 +139,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Message: "the query parameter user is required", Field: "user"})
 		return
 	}
-	limit := defaultLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Message: fmt.Sprintf("limit must be a number from 1 to %d", maxLimit), Field: "limit"})
-			return
-		}
-		limit = n
+	limit, ok := limitQuery(w, r, defaultLimit, maxLimit)
+	if !ok {
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()

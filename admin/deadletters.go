@@ -19,17 +19,24 @@ const maxPage = 1000
 // pageQuery reads the limit (default 100) and after parameters of a
 // listing; false when it answered an error.
 func pageQuery(w http.ResponseWriter, r *http.Request) (after string, limit int, ok bool) {
-	limit = 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPage {
-			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "limit",
-				Message: fmt.Sprintf("limit must be a whole number from 1 to %d", maxPage)})
-			return "", 0, false
-		}
-		limit = n
+	limit, ok = limitQuery(w, r, 100, maxPage)
+	return r.URL.Query().Get("after"), limit, ok
+}
+
+// limitQuery reads the limit parameter: def when it is absent, at most
+// max; false when it answered an error.
+func limitQuery(w http.ResponseWriter, r *http.Request, def, max int) (int, bool) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, true
 	}
-	return r.URL.Query().Get("after"), limit, true
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "limit",
+			Message: fmt.Sprintf("limit must be a whole number from 1 to %d", max)})
+		return 0, false
+	}
+	return n, true
 }
 
 // writePage answers a listing: its items and the id to list on from, or

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nudge-dev/nudge"
@@ -161,14 +160,9 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 // of the history, newest first, and the cursor of the next page.
 func (a *API) profileEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := defaultPageEvents
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPageEvents {
-			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Message: fmt.Sprintf("limit must be a number from 1 to %d", maxPageEvents), Field: "limit"})
-			return
-		}
-		limit = n
+	limit, ok := limitQuery(w, r, defaultPageEvents, maxPageEvents)
+	if !ok {
+		return
 	}
 	before, err := parseCursor(q.Get("before"))
 	if err != nil {
