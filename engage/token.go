@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/nudge-dev/nudge"
 )
 
 // MinKeySize is the shortest signing key NewSigner takes, in bytes.
@@ -140,8 +143,7 @@ func (s *Signer) sign(kind byte, l Link, target string, issued time.Time) string
 	b = append(b, tokenVersion, kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(issued.Unix()))
 	for _, f := range [...]string{l.ProfileID, string(l.Subject), l.Key, l.Journey, l.Step, l.Channel, l.Group, target} {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
+		b = nudge.AppendString(b, f)
 	}
 	b = binary.AppendVarint(b, int64(l.Version))
 	b = mac(s.key, b)
@@ -182,9 +184,8 @@ func (s *Signer) parse(kind byte, tok string, now time.Time, maxAge time.Duratio
 	body, sum := b[:len(b)-macSize], b[len(b)-macSize:]
 	ok := false
 	for _, k := range s.keys {
-		h := hmac.New(sha256.New, k)
-		h.Write(body)
-		if hmac.Equal(h.Sum(nil), sum) {
+		// Clip: mac appends to body, which must not write over sum.
+		if hmac.Equal(mac(k, slices.Clip(body))[len(body):], sum) {
 			ok = true
 			break
 		}
@@ -193,18 +194,13 @@ func (s *Signer) parse(kind byte, tok string, now time.Time, maxAge time.Duratio
 		return claims{}, errInvalid
 	}
 	c := claims{issuedAt: time.Unix(int64(binary.BigEndian.Uint64(body[2:headerSize])), 0)}
-	r := body[headerSize:]
+	d := nudge.NewDecoder(body[headerSize:])
 	var fields [8]string
 	for i := range fields {
-		n, k := binary.Uvarint(r)
-		if k <= 0 || n > uint64(len(r)-k) {
-			return claims{}, errInvalid
-		}
-		fields[i] = string(r[k : k+int(n)])
-		r = r[k+int(n):]
+		fields[i] = d.String()
 	}
-	v, k := binary.Varint(r)
-	if k <= 0 || k != len(r) || int64(int(v)) != v {
+	v := d.Varint()
+	if d.Err() != nil || len(d.Rest()) != 0 || int64(int(v)) != v {
 		return claims{}, errInvalid
 	}
 	c.link = Link{
