@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -52,6 +54,11 @@ func Parse(filename string, data []byte) (*Journey, error) {
 // Loader.LoadDir.
 func LoadDir(dir string) ([]*Journey, error) {
 	return Loader{}.LoadDir(dir)
+}
+
+// LoadFS is Loader.LoadFS with the default channels.
+func LoadFS(fsys fs.FS, dir, display string) ([]*Journey, error) {
+	return Loader{}.LoadFS(fsys, dir, display)
 }
 
 func (l Loader) channels() []string {
@@ -112,13 +119,27 @@ func (l Loader) Parse(filename string, data []byte) (*Journey, error) {
 	return j, nil
 }
 
-// LoadDir parses the journeys of dir: every *.yaml and *.yml file in it
-// (not in its subdirectories), in name order, except hidden files and
-// *_test.yaml files, which are reserved for journey tests. Journey ids must
-// be unique across the files. It returns the journeys that loaded, and an
-// error joining the problems of all the others.
+// IsJourneyFile reports whether a file of a journeys directory holds a
+// journey: *.yaml and *.yml, except hidden files and *_test.yaml files,
+// which are reserved for journey tests.
+func IsJourneyFile(name string) bool {
+	ext := path.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	return (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(name, ".") && !strings.HasSuffix(base, "_test")
+}
+
+// LoadDir parses the journeys of dir: every journey file in it
+// (IsJourneyFile; not in its subdirectories), in name order. Journey ids
+// must be unique across the files. It returns the journeys that loaded,
+// and an error joining the problems of all the others.
 func (l Loader) LoadDir(dir string) ([]*Journey, error) {
-	entries, err := os.ReadDir(dir)
+	return l.LoadFS(os.DirFS(dir), ".", dir)
+}
+
+// LoadFS is LoadDir over the directory dir of fsys; display is the
+// directory's name in errors (and in the journeys' File).
+func (l Loader) LoadFS(fsys fs.FS, dir, display string) ([]*Journey, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -129,18 +150,15 @@ func (l Loader) LoadDir(dir string) ([]*Journey, error) {
 	)
 	for _, e := range entries {
 		name := e.Name()
-		ext := filepath.Ext(name)
-		base := strings.TrimSuffix(name, ext)
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml") || strings.HasPrefix(name, ".") || strings.HasSuffix(base, "_test") {
+		if e.IsDir() || !IsJourneyFile(name) {
 			continue
 		}
-		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
+		data, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		j, err := l.Parse(path, data)
+		j, err := l.Parse(filepath.Join(display, name), data)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -2,80 +2,54 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/nudge-dev/nudge/examples"
 	"github.com/nudge-dev/nudge/journey"
-	"github.com/nudge-dev/nudge/journey/journeytest"
 )
+
+// journeyFS is where the journeys are: cfg.Journeys, or the shipped
+// examples when it is empty; display names the directory in errors.
+func journeyFS(cfg Config) (fsys fs.FS, dir, display string) {
+	if cfg.Journeys != "" {
+		return os.DirFS(cfg.Journeys), ".", cfg.Journeys
+	}
+	return examples.Journeys, "journeys", "examples/journeys"
+}
 
 // loadJourneys loads the journeys of cfg.Journeys, or the shipped examples
 // when it is empty. Every error names the file, the line and the field.
 func loadJourneys(cfg Config) ([]*journey.Journey, error) {
-	if cfg.Journeys != "" {
-		js, err := journey.LoadDir(cfg.Journeys)
-		if err != nil {
-			return nil, fmt.Errorf("journeys in %s:\n%w", cfg.Journeys, err)
-		}
-		return js, nil
-	}
-	names, err := fs.Glob(examples.Journeys, "journeys/*.yaml")
+	fsys, dir, display := journeyFS(cfg)
+	js, err := journey.LoadFS(fsys, dir, display)
 	if err != nil {
-		return nil, err
-	}
-	var js []*journey.Journey
-	var errs []error
-	for _, name := range names {
-		if journeytest.IsTestFile(name) {
-			continue
-		}
-		data, err := fs.ReadFile(examples.Journeys, name)
-		if err != nil {
-			return nil, err
-		}
-		j, err := journey.Parse(path.Join("examples", name), data)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		js = append(js, j)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("shipped journeys:\n%w", err)
+		return nil, fmt.Errorf("journeys in %s:\n%w", display, err)
 	}
 	return js, nil
 }
 
-// journeySources reads the files loadJourneys loads (journey tests
-// excepted), for the journey store: a file whose text changed becomes a new
-// version.
+// journeySources reads the files loadJourneys loads, for the journey
+// store: a file whose text changed becomes a new version.
 func journeySources(cfg Config) ([]journey.Source, error) {
-	fsys, dir, display := fs.FS(examples.Journeys), "journeys", "examples/journeys"
-	if cfg.Journeys != "" {
-		fsys, dir, display = os.DirFS(cfg.Journeys), ".", cfg.Journeys
-	}
+	fsys, dir, display := journeyFS(cfg)
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []journey.Source
 	for _, e := range entries {
-		name := e.Name()
-		ext := path.Ext(name)
-		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") || journeytest.IsTestFile(name) {
+		if e.IsDir() || !journey.IsJourneyFile(e.Name()) {
 			continue
 		}
-		data, err := fs.ReadFile(fsys, path.Join(dir, name))
+		data, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, journey.Source{File: filepath.Join(display, name), Data: data})
+		out = append(out, journey.Source{File: filepath.Join(display, e.Name()), Data: data})
 	}
 	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/nudge-dev/nudge/examples"
 	"github.com/nudge-dev/nudge/journey/journeytest"
 )
 
@@ -30,13 +29,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 1 {
 		return fmt.Errorf("nudge test takes one directory, not %d arguments", fs.NArg())
 	}
-	var suite *journeytest.Suite
-	var err error
-	if dir := fs.Arg(0); dir != "" {
-		suite, err = journeytest.LoadDir(dir)
-	} else {
-		suite, err = journeytest.LoadFS(examples.Journeys, "journeys", "examples/journeys")
-	}
+	suite, err := journeytest.LoadFS(journeyFS(Config{Journeys: fs.Arg(0)}))
 	if err != nil {
 		return fmt.Errorf("journey tests:\n%w", err)
 	}
@@ -58,13 +51,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // of the shipped examples), for nudge check, and returns how many files
 // there are. Errors name the file, the line and the field.
 func loadJourneyTests(cfg Config) (int, error) {
-	var suite *journeytest.Suite
-	var err error
-	if cfg.Journeys != "" {
-		suite, err = journeytest.LoadDir(cfg.Journeys)
-	} else {
-		suite, err = journeytest.LoadFS(examples.Journeys, "journeys", "examples/journeys")
-	}
+	suite, err := journeytest.LoadFS(journeyFS(cfg))
 	if err != nil {
 		return 0, fmt.Errorf("journey tests:\n%w", err)
 	}

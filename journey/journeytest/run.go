@@ -51,12 +51,13 @@ func LoadFS(fsys fs.FS, dir, display string) (*Suite, error) {
 	var tests []fs.DirEntry
 	for _, e := range entries {
 		name := e.Name()
-		ext := path.Ext(name)
-		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") {
+		switch {
+		case e.IsDir() || strings.HasPrefix(name, "."):
 			continue
-		}
-		if IsTestFile(name) {
+		case IsTestFile(name):
 			tests = append(tests, e)
+			continue
+		case !journey.IsJourneyFile(name):
 			continue
 		}
 		data, err := fs.ReadFile(fsys, path.Join(dir, name))
@@ -74,7 +75,7 @@ func LoadFS(fsys fs.FS, dir, display string) (*Suite, error) {
 			continue
 		}
 		ids[j.ID] = j.File
-		byBase[strings.TrimSuffix(name, ext)] = j.ID
+		byBase[strings.TrimSuffix(name, path.Ext(name))] = j.ID
 		s.Journeys = append(s.Journeys, j)
 	}
 	for _, e := range tests {
