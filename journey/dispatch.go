@@ -114,9 +114,8 @@ type delivery struct {
 	marked chan error
 }
 
-// route decides from a scanned job's header what to do with it: it
-// reports whether the job goes to its lane. It runs on the scanner, so it
-// reads nothing but the header.
+// route opens a scanned job and decides what to do with it: it reports
+// whether the job goes to its lane. It runs on the scanner.
 func (rt *Runtime) route(d *delivery, now int64) bool {
 	if d.drop {
 		rt.logger.Error("journey send job is corrupt; dropped", "err", d.err)
@@ -126,6 +125,14 @@ func (rt *Runtime) route(d *delivery, now int64) bool {
 		// Maybe sent before a crash, to a provider that does not drop
 		// repeats: not repeated.
 		d.inDoubt = true
+		return false
+	}
+	var err error
+	if d.m, err = rt.decodeJob(d.h); err != nil {
+		if !errors.Is(err, shred.ErrShredded) {
+			rt.logger.Error("journey send job cannot be read; dropped", "journey", d.h.journey, "step", d.h.step, "err", err)
+		}
+		d.drop = true
 		return false
 	}
 	if d.lane = rt.lanes[d.h.channel]; d.lane == nil {
@@ -139,26 +146,20 @@ func (rt *Runtime) route(d *delivery, now int64) bool {
 	return true
 }
 
-// open opens a routed job's message and, for one put off by quiet hours,
-// checks the customer's wishes again; it reports whether the job is to be
-// attempted. It runs on the lane's worker.
-func (rt *Runtime) open(ctx context.Context, d *delivery) bool {
+// recheck checks the customer's wishes again for a job put off by quiet
+// hours; it reports whether the job is still to be attempted. It reads the
+// profile in an engine transaction, so it runs on the lane's worker, not
+// on the scanner.
+func (rt *Runtime) recheck(ctx context.Context, d *delivery) bool {
+	if !d.h.has(jobRecheck) || d.h.has(jobTransactional) {
+		return true
+	}
 	var err error
-	if d.m, err = rt.decodeJob(d.h); err != nil {
-		if !errors.Is(err, shred.ErrShredded) {
-			rt.logger.Error("journey send job cannot be read; dropped", "journey", d.h.journey, "step", d.h.step, "err", err)
-		}
-		d.drop = true
-		return false
+	if d.suppressed, err = rt.unwanted(ctx, d.h); err != nil {
+		rt.logger.Warn("journey send job: the profile could not be read; tried again later", "err", err)
+		d.leave = true
 	}
-	if d.h.has(jobRecheck) && !d.h.has(jobTransactional) {
-		if d.suppressed, err = rt.unwanted(ctx, d.h); err != nil {
-			rt.logger.Warn("journey send job: the profile could not be read; tried again later", "err", err)
-			d.leave = true
-		}
-		return err == nil && !d.suppressed
-	}
-	return true
+	return err == nil && !d.suppressed
 }
 
 // unwanted reports whether a job put off by quiet hours is no longer
@@ -425,7 +426,7 @@ func (rt *Runtime) Deliver(ctx context.Context) (int, error) {
 	var send, marks []*delivery
 	now := unixNanos(rt.cfg.Clock.Now())
 	for _, d := range items {
-		if rt.route(d, now) && rt.open(ctx, d) {
+		if rt.route(d, now) && rt.recheck(ctx, d) {
 			send = append(send, d)
 			if d.needsMark() {
 				marks = append(marks, d)
@@ -487,7 +488,7 @@ func (rt *Runtime) work(ctx context.Context, d *delivery, recs chan<- *delivery)
 		rt.unclaim([]*delivery{d}) // not attempted: scanned again after a restart
 		return
 	}
-	if !rt.open(ctx, d) {
+	if !rt.recheck(ctx, d) {
 		recs <- d
 		return
 	}
