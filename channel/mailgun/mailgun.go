@@ -4,15 +4,9 @@
 //
 // # Fields
 //
-// A send reads these fields of the message:
-//
-//   - to: the recipient's address; default the recipient's "email"
-//     identifier.
-//   - subject: the subject line; required.
-//   - text, html: the plain-text and HTML bodies; at least one.
-//   - from: the sender, "Name <address>" or an address; default
-//     Config.From.
-//   - reply_to: an optional Reply-To address.
+// A send reads the fields of channel.Email: to (default: the recipient's
+// "email" identifier), subject, text and/or html, from (default:
+// Config.From) and reply_to.
 //
 // The message's UnsubscribeURL goes in the List-Unsubscribe header, with
 // List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058). The
@@ -34,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
 	"net/url"
 	"strings"
 	"time"
@@ -79,10 +72,8 @@ func New(cfg Config) (*Channel, error) {
 	if cfg.Domain == "" || strings.ContainsAny(cfg.Domain, "/?#") {
 		return nil, errors.New("mailgun: a sending domain is required")
 	}
-	if cfg.From != "" {
-		if _, err := mail.ParseAddress(cfg.From); err != nil {
-			return nil, errors.New("mailgun: From is not an email address")
-		}
+	if err := channel.CheckFrom(cfg.From); err != nil {
+		return nil, fmt.Errorf("mailgun: %w", err)
 	}
 	base, err := channel.BaseURL(cfg.BaseURL, "https://api.mailgun.net")
 	if err != nil {
@@ -126,55 +117,29 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 }
 
 func (c *Channel) form(m *channel.Message) (url.Values, error) {
-	f := m.Fields
-	rcpt := cmp.Or(f["to"], m.Recipient.Identifiers["email"])
-	if rcpt == "" {
-		return nil, errors.New("mailgun: the message has no to field and the recipient no email identifier")
-	}
-	to, err := mail.ParseAddress(rcpt)
+	e, err := channel.ReadEmail(m, c.cfg.From)
 	if err != nil {
-		return nil, errors.New("mailgun: the recipient's address is not an email address")
-	}
-	sender := cmp.Or(f["from"], c.cfg.From)
-	if sender == "" {
-		return nil, errors.New("mailgun: the message has no from field and the channel no From")
-	}
-	from, err := mail.ParseAddress(sender)
-	if err != nil {
-		return nil, errors.New("mailgun: the from field is not an email address")
-	}
-	subject := strings.TrimSpace(f["subject"])
-	if subject == "" {
-		return nil, errors.New("mailgun: the message has no subject field")
-	}
-	if f["text"] == "" && f["html"] == "" {
-		return nil, errors.New("mailgun: the message has neither a text nor an html field")
+		return nil, fmt.Errorf("mailgun: %w", err)
 	}
 	v := url.Values{
-		"from":            {from.String()},
-		"to":              {to.String()},
-		"subject":         {subject},
+		"from":            {e.From.String()},
+		"to":              {e.To.String()},
+		"subject":         {e.Subject},
 		"v:nudge-key":     {m.IdempotencyKey},
 		"v:nudge-profile": {m.Recipient.ProfileID},
 	}
-	for _, k := range []string{"text", "html"} {
-		if s := f[k]; s != "" {
-			v.Set(k, s)
-		}
+	if e.Text != "" {
+		v.Set("text", e.Text)
 	}
-	if rt := f["reply_to"]; rt != "" {
-		a, err := mail.ParseAddress(rt)
-		if err != nil {
-			return nil, errors.New("mailgun: the reply_to field is not an email address")
-		}
+	if e.HTML != "" {
+		v.Set("html", e.HTML)
+	}
+	if a := e.ReplyTo; a != nil {
 		v.Set("h:Reply-To", a.String())
 	}
-	if u := m.UnsubscribeURL; u != "" {
-		if p, err := url.Parse(u); err != nil || !p.IsAbs() || strings.ContainsAny(u, "\r\n<>") {
-			return nil, errors.New("mailgun: the message's UnsubscribeURL is not an absolute URL")
-		}
-		v.Set("h:List-Unsubscribe", "<"+u+">")
-		v.Set("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	if u := e.ListUnsubscribe(); u != "" {
+		v.Set("h:List-Unsubscribe", u)
+		v.Set("h:List-Unsubscribe-Post", channel.OneClick)
 	}
 	return v, nil
 }

@@ -4,15 +4,9 @@
 //
 // # Fields
 //
-// A send reads these fields of the message:
-//
-//   - to: the recipient's address; default the recipient's "email"
-//     identifier.
-//   - subject: the subject line; required.
-//   - text, html: the plain-text and HTML bodies; at least one.
-//   - from: the sender, "Name <address>" or an address; default
-//     Config.From.
-//   - reply_to: an optional Reply-To address.
+// A send reads the fields of channel.Email: to (default: the recipient's
+// "email" identifier), subject, text and/or html, from (default:
+// Config.From) and reply_to.
 //
 // The message's UnsubscribeURL goes in the List-Unsubscribe header, with
 // List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058). The
@@ -36,8 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"net/url"
 	"strings"
 	"time"
 
@@ -76,10 +68,8 @@ func New(cfg Config) (*Channel, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("sendgrid: an API key is required")
 	}
-	if cfg.From != "" {
-		if _, err := mail.ParseAddress(cfg.From); err != nil {
-			return nil, errors.New("sendgrid: From is not an email address")
-		}
+	if err := channel.CheckFrom(cfg.From); err != nil {
+		return nil, fmt.Errorf("sendgrid: %w", err)
 	}
 	base, err := channel.BaseURL(cfg.BaseURL, "https://api.sendgrid.com")
 	if err != nil {
@@ -163,57 +153,28 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 }
 
 func (c *Channel) body(m *channel.Message) ([]byte, error) {
-	f := m.Fields
-	rcpt := cmp.Or(f["to"], m.Recipient.Identifiers["email"])
-	if rcpt == "" {
-		return nil, errors.New("sendgrid: the message has no to field and the recipient no email identifier")
-	}
-	to, err := mail.ParseAddress(rcpt)
+	e, err := channel.ReadEmail(m, c.cfg.From)
 	if err != nil {
-		return nil, errors.New("sendgrid: the recipient's address is not an email address")
-	}
-	sender := cmp.Or(f["from"], c.cfg.From)
-	if sender == "" {
-		return nil, errors.New("sendgrid: the message has no from field and the channel no From")
-	}
-	from, err := mail.ParseAddress(sender)
-	if err != nil {
-		return nil, errors.New("sendgrid: the from field is not an email address")
+		return nil, fmt.Errorf("sendgrid: %w", err)
 	}
 	r := request{
-		Personalizations: []personalization{{To: []address{{Email: to.Address, Name: to.Name}}}},
-		From:             address{Email: from.Address, Name: from.Name},
-		Subject:          strings.TrimSpace(f["subject"]),
+		Personalizations: []personalization{{To: []address{{Email: e.To.Address, Name: e.To.Name}}}},
+		From:             address{Email: e.From.Address, Name: e.From.Name},
+		Subject:          e.Subject,
 		CustomArgs:       map[string]string{"nudge_key": m.IdempotencyKey, "nudge_profile": m.Recipient.ProfileID},
 	}
-	if r.Subject == "" {
-		return nil, errors.New("sendgrid: the message has no subject field")
-	}
-	if rt := f["reply_to"]; rt != "" {
-		a, err := mail.ParseAddress(rt)
-		if err != nil {
-			return nil, errors.New("sendgrid: the reply_to field is not an email address")
-		}
+	if a := e.ReplyTo; a != nil {
 		r.ReplyTo = &address{Email: a.Address, Name: a.Name}
 	}
 	// SendGrid wants text/plain before text/html.
-	if t := f["text"]; t != "" {
-		r.Content = append(r.Content, content{"text/plain", t})
+	if e.Text != "" {
+		r.Content = append(r.Content, content{"text/plain", e.Text})
 	}
-	if h := f["html"]; h != "" {
-		r.Content = append(r.Content, content{"text/html", h})
+	if e.HTML != "" {
+		r.Content = append(r.Content, content{"text/html", e.HTML})
 	}
-	if len(r.Content) == 0 {
-		return nil, errors.New("sendgrid: the message has neither a text nor an html field")
-	}
-	if u := m.UnsubscribeURL; u != "" {
-		if p, err := url.Parse(u); err != nil || !p.IsAbs() || strings.ContainsAny(u, "\r\n<>") {
-			return nil, errors.New("sendgrid: the message's UnsubscribeURL is not an absolute URL")
-		}
-		r.Headers = map[string]string{
-			"List-Unsubscribe":      "<" + u + ">",
-			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-		}
+	if u := e.ListUnsubscribe(); u != "" {
+		r.Headers = map[string]string{"List-Unsubscribe": u, "List-Unsubscribe-Post": channel.OneClick}
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -3,16 +3,10 @@
 //
 // # Fields
 //
-// A send reads these fields of the message:
-//
-//   - to: the recipient's address; default the recipient's "email"
-//     identifier.
-//   - subject: the subject line; required.
-//   - text, html: the plain-text and HTML bodies; at least one. With both,
-//     the message is multipart/alternative.
-//   - from: the sender, "Name <address>" or an address; default
-//     Config.From.
-//   - reply_to: an optional Reply-To address.
+// A send reads the fields of channel.Email: to (default: the recipient's
+// "email" identifier), subject, text and/or html, from (default:
+// Config.From) and reply_to. With both a text and an html body the
+// message is multipart/alternative.
 //
 // Every message carries Message-ID, Date and X-Nudge-Key (the message's
 // idempotency key) headers and, when the message has an UnsubscribeURL,
@@ -28,7 +22,6 @@ package smtp
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -40,10 +33,8 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
-	"net/mail"
 	"net/smtp"
 	"net/textproto"
-	"net/url"
 	"strings"
 	"time"
 
@@ -88,10 +79,8 @@ func New(cfg Config) (*Channel, error) {
 	if err != nil || host == "" {
 		return nil, fmt.Errorf("smtp: Addr %q is not host:port", cfg.Addr)
 	}
-	if cfg.From != "" {
-		if _, err := mail.ParseAddress(cfg.From); err != nil {
-			return nil, errors.New("smtp: From is not an email address")
-		}
+	if err := channel.CheckFrom(cfg.From); err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
 	}
 	if cfg.Username != "" && !cfg.StartTLS && !isLocalhost(host) {
 		return nil, errors.New("smtp: authentication needs StartTLS, or a server on localhost")
@@ -228,55 +217,25 @@ func isEnhancedStatus(s string) bool {
 
 // compose returns the envelope sender and recipient and the message text.
 func (c *Channel) compose(m *channel.Message) (from, to string, msg []byte, err error) {
-	f := m.Fields
-	rcpt := f["to"]
-	if rcpt == "" {
-		rcpt = m.Recipient.Identifiers["email"]
-	}
-	if rcpt == "" {
-		return "", "", nil, errors.New("smtp: the message has no to field and the recipient no email identifier")
-	}
-	toAddr, err := mail.ParseAddress(rcpt)
+	e, err := channel.ReadEmail(m, c.cfg.From)
 	if err != nil {
-		return "", "", nil, errors.New("smtp: the recipient's address is not an email address")
+		return "", "", nil, fmt.Errorf("smtp: %w", err)
 	}
-	sender := cmp.Or(f["from"], c.cfg.From)
-	if sender == "" {
-		return "", "", nil, errors.New("smtp: the message has no from field and the channel no From")
-	}
-	fromAddr, err := mail.ParseAddress(sender)
-	if err != nil {
-		return "", "", nil, errors.New("smtp: the from field is not an email address")
-	}
-	subject := strings.TrimSpace(f["subject"])
-	if subject == "" {
-		return "", "", nil, errors.New("smtp: the message has no subject field")
-	}
-	text, html := f["text"], f["html"]
-	if text == "" && html == "" {
-		return "", "", nil, errors.New("smtp: the message has neither a text nor an html field")
-	}
+	text, html := e.Text, e.HTML
 
 	var b bytes.Buffer
 	header := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
-	header("Message-ID", messageID(fromAddr.Address))
+	header("Message-ID", messageID(e.From.Address))
 	header("Date", c.cfg.Now().Format(time.RFC1123Z))
-	header("From", fromAddr.String())
-	header("To", toAddr.String())
-	if rt := f["reply_to"]; rt != "" {
-		a, err := mail.ParseAddress(rt)
-		if err != nil {
-			return "", "", nil, errors.New("smtp: the reply_to field is not an email address")
-		}
-		header("Reply-To", a.String())
+	header("From", e.From.String())
+	header("To", e.To.String())
+	if e.ReplyTo != nil {
+		header("Reply-To", e.ReplyTo.String())
 	}
-	header("Subject", mime.QEncoding.Encode("utf-8", oneLine(subject)))
-	if u := m.UnsubscribeURL; u != "" {
-		if p, err := url.Parse(u); err != nil || !p.IsAbs() || strings.ContainsAny(u, "\r\n<>") {
-			return "", "", nil, errors.New("smtp: the message's UnsubscribeURL is not an absolute URL")
-		}
-		header("List-Unsubscribe", "<"+u+">")
-		header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	header("Subject", mime.QEncoding.Encode("utf-8", oneLine(e.Subject)))
+	if u := e.ListUnsubscribe(); u != "" {
+		header("List-Unsubscribe", u)
+		header("List-Unsubscribe-Post", channel.OneClick)
 	}
 	header("X-Nudge-Key", oneLine(m.IdempotencyKey))
 	header("MIME-Version", "1.0")
@@ -290,7 +249,7 @@ func (c *Channel) compose(m *channel.Message) (from, to string, msg []byte, err 
 		header("Content-Transfer-Encoding", "quoted-printable")
 		b.WriteString("\r\n")
 		writeQP(&b, body)
-		return fromAddr.Address, toAddr.Address, b.Bytes(), nil
+		return e.From.Address, e.To.Address, b.Bytes(), nil
 	}
 	mw := multipart.NewWriter(&b)
 	header("Content-Type", "multipart/alternative; boundary="+mw.Boundary())
@@ -303,7 +262,7 @@ func (c *Channel) compose(m *channel.Message) (from, to string, msg []byte, err 
 		writeQP(pw, p.body)
 	}
 	mw.Close()
-	return fromAddr.Address, toAddr.Address, b.Bytes(), nil
+	return e.From.Address, e.To.Address, b.Bytes(), nil
 }
 
 func writeQP(w io.Writer, s string) {

@@ -180,24 +180,11 @@ func TestInvalid(t *testing.T) {
 		t.Errorf("closed server: %v", err)
 	}
 
-	noEmail := msg(map[string]string{"subject": "s", "text": "t"})
-	noEmail.Recipient.Identifiers = map[string]string{"phone": "+15550100"}
-	for name, tc := range map[string]struct {
-		m    *channel.Message
-		want string
-	}{
-		"no address":   {noEmail, "email identifier"},
-		"bad address":  {msg(map[string]string{"to": "not-an-address", "subject": "s", "text": "t"}), "not an email address"},
-		"no subject":   {msg(map[string]string{"text": "t"}), "subject"},
-		"no body":      {msg(map[string]string{"subject": "s"}), "neither a text nor an html"},
-		"bad reply_to": {msg(map[string]string{"subject": "s", "text": "t", "reply_to": "x"}), "reply_to"},
-	} {
-		err := c.Send(context.Background(), tc.m)
-		if !channel.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "not-an-address") {
-			t.Errorf("%s: %v", name, err)
-		}
+	// The fields are read by channel.ReadEmail (tested there); a message
+	// it refuses is a permanent error that names the channel.
+	if err := c.Send(context.Background(), msg(map[string]string{"text": "t"})); !channel.IsPermanent(err) || !strings.HasPrefix(err.Error(), "smtp: ") || !strings.Contains(err.Error(), "subject") {
+		t.Errorf("no subject: %v", err)
 	}
-
 	for name, cfg := range map[string]smtp.Config{
 		"no addr":           {},
 		"addr without port": {Addr: "mail.example"},
