@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,6 +47,19 @@ func HTTPClient(c *http.Client) *http.Client {
 		return &http.Client{Timeout: DefaultTimeout, Transport: t}
 	}
 	return c
+}
+
+// Do sends req with c. A request that got no answer returns an error that
+// names the method, the host and the cause, never the whole URL: Go's
+// *url.Error quotes it, and a webhook's path or a query may hold a secret
+// (a Slack incoming-webhook URL is one), while these errors end up in logs,
+// dead letters and the dashboard.
+func Do(c *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := c.Do(req)
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = fmt.Errorf("%s %s: %w", req.Method, req.URL.Host, ue.Err)
+	}
+	return resp, err
 }
 
 // MaxIdleConnsPerHost is how many idle connections a channel's default

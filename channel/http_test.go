@@ -3,6 +3,7 @@ package channel_test
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -121,5 +122,26 @@ func TestReadBody(t *testing.T) {
 	got, err := channel.ReadBody(&http.Response{Body: b}, 4)
 	if err != nil || string(got) != "0123" || !b.closed {
 		t.Errorf("read %q (%v), closed %v", got, err, b.closed)
+	}
+}
+
+func TestDoKeepsTheURLOutOfErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: the request gets no answer
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/services/T0/B0/s3cr3t?token=t0k3n", nil)
+	resp, err := channel.Do(channel.HTTPClient(nil), req)
+	if resp != nil || err == nil {
+		t.Fatalf("%v, %v", resp, err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "s3cr3t") || strings.Contains(msg, "t0k3n") || !strings.Contains(msg, "POST "+addr) {
+		t.Errorf("error %q", msg)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("the cause is lost: %#v", err)
 	}
 }

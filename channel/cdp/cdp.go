@@ -126,7 +126,7 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	req.SetBasicAuth(c.cfg.WriteKey, "")
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "nudge-cdp/1")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("cdp: %w", err), 0)
 	}

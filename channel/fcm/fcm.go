@@ -253,7 +253,7 @@ func (c *Channel) post(ctx context.Context, token string, body []byte) (int, err
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "nudge-fcm/1")
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return 0, channel.Retryable(fmt.Errorf("fcm: %w", err), 0)
 	}

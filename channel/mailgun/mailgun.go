@@ -105,7 +105,7 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	}
 	req.SetBasicAuth("api", c.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("mailgun: %w", err), 0)
 	}

@@ -125,7 +125,7 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("sendgrid: %w", err), 0)
 	}

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -112,12 +111,8 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "nudge-slack/1")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
-		// A *url.Error quotes the webhook URL, which is a secret.
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err
-		}
 		return channel.Retryable(fmt.Errorf("slack: %w", err), 0)
 	}
 	answer, _ := channel.ReadBody(resp, 256)

@@ -124,7 +124,7 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	}
 	req.SetBasicAuth(c.cfg.AccountSID, c.cfg.AuthToken)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("twilio: %w", err), 0)
 	}

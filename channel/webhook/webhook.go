@@ -153,7 +153,7 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	req.Header.Set("User-Agent", "nudge-webhook/1")
 	req.Header.Set("Idempotency-Key", m.IdempotencyKey)
 	req.Header.Set("Nudge-Signature", Sign(c.cfg.Secret, c.cfg.Now(), body))
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("webhook: %w", err), 0)
 	}

@@ -208,7 +208,7 @@ func (c *Channel) call(ctx context.Context, path string, body, out any) error {
 		req.Header.Set("login-customer-id", c.cfg.LoginCustomerID)
 	}
 	op := path[strings.LastIndexByte(path, ':')+1:]
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
 		return channel.Retryable(fmt.Errorf("google_ads: %s: %w", op, err), 0)
 	}

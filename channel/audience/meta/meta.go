@@ -139,9 +139,8 @@ func (c *Channel) Send(ctx context.Context, m *channel.Message) error {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "nudge-meta-audience/1")
-	resp, err := c.cfg.Client.Do(req)
+	resp, err := channel.Do(c.cfg.Client, req)
 	if err != nil {
-		// The client's errors quote the URL, which holds no secret.
 		return channel.Retryable(fmt.Errorf("meta_audience: %w", err), 0)
 	}
 	body, err := channel.ReadBody(resp, 1<<20)
