@@ -7,7 +7,8 @@
 // commits, every second or so, one atomic store batch with the profiles it
 // changed, where the log holds the events it read, and its log positions, so a crash
 // neither counts an event twice nor drops one: what a lost batch held is
-// read again from the log.
+// read again from the log. Run commits in the background while it applies
+// what follows (one commit at a time, in order).
 package profile
 
 import (
@@ -82,20 +83,24 @@ type Profile struct {
 	// Refused counts the links and merges the caps refused for this
 	// profile (runaway identifiers).
 	Refused int64
+
+	// keyed: the key of ID existed when the profile was loaded or last
+	// sealed, so sealing it cannot make the key.
+	keyed bool
 }
 
 // A Record seals, under the profile's key: the number of identities, each
 // identity's kind and value (in the order of Record.Identities), the
-// refused count, then the State (State.AppendBinary).
-func encodeProfile(p *Profile) ([]byte, error) {
-	b := make([]byte, 0, 256+p.State.sizeHint())
+// refused count, then the State (State.AppendBinary). appendProfile
+// appends that to b, with w's buffers.
+func appendProfile(w *encoder, b []byte, p *Profile) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p.Identities)))
 	for _, id := range p.Identities {
 		b = nudge.AppendString(b, id.Kind)
 		b = nudge.AppendString(b, id.Value)
 	}
 	b = binary.AppendVarint(b, p.Refused)
-	return p.State.AppendBinary(b)
+	return p.State.appendBinary(w, b)
 }
 
 func decodeProfile(rec *Record, b []byte) (*Profile, error) {
@@ -140,37 +145,50 @@ type Engine struct {
 	log    bus.Log
 	logger *slog.Logger
 
-	mu          sync.RWMutex
-	profiles    map[shred.Pseudonym]*Profile // by profile id
-	links       map[Ref]Ref                  // identifier -> profile, cached or changed
-	dirty       map[shred.Pseudonym]*Profile
-	deleted     map[Ref]bool // profile records deleted by the uncommitted batch
-	batch       Batch
+	mu       sync.RWMutex
+	profiles map[shred.Pseudonym]*Profile // by profile id
+	links    map[Ref]Ref                  // identifier -> profile, cached or changed
+	dirty    map[shred.Pseudonym]*Profile
+	deleted  map[Ref]bool // profile records deleted by the batch
+	batch    *Batch       // what is applied and not committed or committing
+	// inflight is the batch the store commits in the background, or nil.
+	// Nothing writes to it; the caches keep what it holds (evictLocked runs
+	// once it is committed), and reads of extension keys and histories see
+	// it as they see the batch.
+	inflight *commit
+	spare    *commit // a committed batch and its deleted map, for reuse
+	// owed: a commit ended while the batch held writes of the reactor, so
+	// its Committer was not told; the next commit is not in the background.
+	owed        bool
 	keysPending bool
 	positions   []uint64
 	stats       Stats
 	applied     chan struct{} // closed when stats.AppliedSeq moves
 	err         error         // a failed flush: the engine stops
 	reactor     Reactor
+	tx          Tx   // the Tx of every call into the reactor (the lock is held)
 	urgent      bool // commit at the end of the current call (Tx.Urgent)
 }
 
 // NewEngine makes an engine over a store; Run consumes the log.
 func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger *slog.Logger) *Engine {
 	cfg.defaults()
-	return &Engine{
+	en := &Engine{
 		cfg: cfg, store: store, keys: keys, log: log, logger: logger,
 		profiles: make(map[shred.Pseudonym]*Profile),
 		links:    make(map[Ref]Ref),
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
-		batch:    Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, cfg.Partitions+1), Ext: make(map[string][]byte)},
+		batch:    newBatch(cfg.Partitions),
 		applied:  make(chan struct{}),
 	}
+	en.tx.en = en
+	return en
 }
 
 // Run reads the log from the committed positions and applies it until ctx
-// is done; it commits what it applied before returning.
+// is done; it commits what it applied before returning. Its commits run in
+// the background, while it applies what follows.
 func (en *Engine) Run(ctx context.Context) error {
 	en.mu.Lock()
 	err := en.loadPositionsLocked(ctx)
@@ -179,6 +197,12 @@ func (en *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		// On an error: no commit outlives Run (finish waits for its own).
+		en.mu.Lock()
+		en.awaitCommitLocked()
+		en.mu.Unlock()
+	}()
 
 	tick := time.NewTicker(en.cfg.FlushEvery)
 	defer tick.Stop()
@@ -208,7 +232,7 @@ func (en *Engine) Run(ctx context.Context) error {
 				// The reader ended: its error is in readErr.
 				return en.finish(ctx, <-readErr, nil)
 			}
-			if err := en.applyPrepared(ctx, pm); err != nil {
+			if err := en.applyPrepared(ctx, pm, true); err != nil {
 				stopRead()
 				for range ready {
 				}
@@ -217,7 +241,7 @@ func (en *Engine) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			en.mu.Lock()
-			err := en.flushLocked(ctx)
+			err := en.commitLocked(ctx, true)
 			en.mu.Unlock()
 			if err != nil {
 				stopRead()
@@ -235,7 +259,7 @@ func (en *Engine) Run(ctx context.Context) error {
 func (en *Engine) finish(ctx context.Context, err error, ready <-chan *prepared) error {
 	if ready != nil {
 		for pm := range ready {
-			if aerr := en.applyPrepared(ctx, pm); aerr != nil && err == nil {
+			if aerr := en.applyPrepared(ctx, pm, true); aerr != nil && err == nil {
 				err = aerr
 			}
 		}
@@ -253,7 +277,7 @@ func (en *Engine) finish(ctx context.Context, err error, ready <-chan *prepared)
 // A message at or before the committed position of its partition is
 // skipped.
 func (en *Engine) Apply(ctx context.Context, m bus.Message) error {
-	return en.applyPrepared(ctx, en.prepare(m))
+	return en.applyPrepared(ctx, en.prepare(m), false)
 }
 
 // prepared is a log message decoded and opened, ready to apply.
@@ -276,24 +300,33 @@ type preparedEvent struct {
 // the engine's lock.
 func (en *Engine) prepare(m bus.Message) *prepared {
 	pm := &prepared{m: m}
+	n := 0
+	if nudge.EachEncoded(m.Payload, func([]byte) error { n++; return nil }) == nil {
+		pm.events = make([]preparedEvent, 0, n)
+	}
+	var ids []Identity // the events' identifiers, in one array where it fits
 	at := LogRef{Seq: m.Seq}
 	pm.err = nudge.EachEncoded(m.Payload, func(raw []byte) error {
-		pe := preparedEvent{at: at, subject: Ref{Partition: m.Partition}}
+		pm.events = append(pm.events, preparedEvent{at: at, subject: Ref{Partition: m.Partition}})
+		pe := &pm.events[len(pm.events)-1]
 		at.Index++
 		if err := pe.e.Decode(raw); err != nil {
 			return fmt.Errorf("profile: log message %d: %w", m.Seq, err)
 		}
 		e := &pe.e
 		if e.Type == nudge.Erase {
-			pm.events = append(pm.events, pe)
 			return nil
 		}
+		// The subject is the pseudonym of the customer key: made here, or
+		// by shred.SealEvent, whose seal binds it to the sealed ids.
+		subjectIsKey := true
 		if e.Subject != "" {
 			p, err := shred.ParsePseudonym(e.Subject)
 			if err != nil {
 				return fmt.Errorf("profile: event %s: %w", e.MessageID, err)
 			}
 			pe.subject.P = p
+			subjectIsKey = len(e.Sealed) > 0
 			if err := shred.OpenEvent(en.keys, e); errors.Is(err, shred.ErrShredded) {
 				pe.erased = true
 			} else if err != nil {
@@ -303,23 +336,33 @@ func (en *Engine) prepare(m bus.Message) *prepared {
 			pe.subject.P = en.keys.Pseudonym(e.CustomerKey())
 		}
 		if !pe.erased {
-			pe.ids = identifiers(e, en.cfg.IdentityTraits)
+			n := len(ids)
+			ids = appendIdentifiers(ids, e, en.cfg.IdentityTraits)
+			pe.ids = ids[n:len(ids):len(ids)]
+			key := e.CustomerKey()
 			for i := range pe.ids {
-				pe.ids[i].Ref = en.ref(pe.ids[i].Value)
+				id := &pe.ids[i]
+				if subjectIsKey && id.Value == key {
+					// Its pseudonym is the subject: one HMAC less.
+					id.Ref = Ref{P: pe.subject.P, Partition: bus.PartitionOf(key, en.cfg.Partitions)}
+				} else {
+					id.Ref = en.ref(id.Value)
+				}
 			}
 		}
-		pm.events = append(pm.events, pe)
 		return nil
 	})
 	return pm
 }
 
-// applyPrepared applies a prepared message under the engine's lock.
-func (en *Engine) applyPrepared(ctx context.Context, pm *prepared) error {
+// applyPrepared applies a prepared message under the engine's lock. The
+// commit it may start runs in the background when background is set (Run)
+// and the reactor did not ask for it at once.
+func (en *Engine) applyPrepared(ctx context.Context, pm *prepared, background bool) error {
 	en.mu.Lock()
 	defer en.mu.Unlock()
-	if en.err != nil {
-		return en.err
+	if err := en.pollCommitLocked(); err != nil {
+		return err
 	}
 	if en.positions == nil {
 		if err := en.loadPositionsLocked(ctx); err != nil {
@@ -349,8 +392,9 @@ func (en *Engine) applyPrepared(ctx context.Context, pm *prepared) error {
 	close(en.applied)
 	en.applied = make(chan struct{})
 	if en.urgent || len(en.batch.Events) >= en.cfg.FlushEvents || len(en.dirty) >= en.cfg.FlushDirty {
+		background = background && !en.urgent
 		en.urgent = false
-		return en.flushLocked(ctx)
+		return en.commitLocked(ctx, background)
 	}
 	return nil
 }
@@ -383,7 +427,7 @@ func (en *Engine) applyEvent(ctx context.Context, pe *preparedEvent) error {
 		return nil
 	}
 	for i := range ids {
-		if en.keys.Shredded(ids[i].Ref.P) {
+		if ids[i].Ref.P != subject.P && en.keys.Shredded(ids[i].Ref.P) {
 			// The event names an erased person: it is dropped, and the
 			// identifier it arrived with is erased too, so that what the log
 			// holds of it can never be read.
@@ -401,7 +445,7 @@ func (en *Engine) applyEvent(ctx context.Context, pe *preparedEvent) error {
 	p.State.Apply(e)
 	en.dirty[p.ID.P] = p
 	if en.reactor != nil {
-		tx := &Tx{en: en}
+		tx := &en.tx
 		for _, from := range moved {
 			if err := en.reactor.Merged(ctx, tx, from, p.ID); err != nil {
 				return err
@@ -413,11 +457,21 @@ func (en *Engine) applyEvent(ctx context.Context, pe *preparedEvent) error {
 	}
 	en.batch.Events = append(en.batch.Events, Entry{
 		Subject: subject,
-		At:      Cursor{Time: e.Timestamp, Hash: xxhash.Sum64String(e.Source + "\x00" + e.MessageID)},
+		At:      Cursor{Time: e.Timestamp, Hash: eventHash(e)},
 		Log:     pe.at,
 	})
 	en.stats.Events++
 	return nil
+}
+
+// eventHash is the hash of an event's source and message id, which orders
+// events of one instant in a history.
+func eventHash(e *nudge.Event) uint64 {
+	var buf [64]byte // on the stack, for the usual lengths
+	b := append(buf[:0], e.Source...)
+	b = append(b, 0)
+	b = append(b, e.MessageID...)
+	return xxhash.Sum64(b)
 }
 
 // ref is the store reference of an identifier.
@@ -443,10 +497,12 @@ func (en *Engine) resolve(ctx context.Context, ids []Identity, alias bool) (p *P
 		en.stats.Profiles++
 	}
 	changed := false
-	for _, id := range ids {
-		q, err := en.profileOf(ctx, id.Ref, true)
-		if err != nil {
-			return nil, nil, err
+	for i, id := range ids {
+		q := p // the profile of ids[0], found or made above
+		if i > 0 {
+			if q, err = en.profileOf(ctx, id.Ref, true); err != nil {
+				return nil, nil, err
+			}
 		}
 		switch {
 		case q == p:
@@ -513,10 +569,13 @@ func (en *Engine) settle(p *Profile) (changed bool) {
 	best := slices.MinFunc(p.Identities, cmpIdentity).Ref
 	if best != p.ID {
 		en.drop(p.ID)
-		p.ID = best
+		p.ID, p.keyed = best, false
 		changed = true
 	}
 	delete(en.deleted, p.ID)
+	if en.inflight != nil {
+		delete(en.inflight.deleted, p.ID)
+	}
 	en.profiles[p.ID.P] = p
 	en.dirty[p.ID.P] = p
 	for _, id := range p.Identities {
@@ -562,7 +621,7 @@ func (en *Engine) load(ctx context.Context, id Ref, cache bool) (*Profile, error
 	if p := en.profiles[id.P]; p != nil {
 		return p, nil
 	}
-	if en.deleted[id] {
+	if en.deleted[id] || (en.inflight != nil && en.inflight.deleted[id]) {
 		return nil, nil
 	}
 	rec, ok, err := en.store.Profile(ctx, id)
@@ -580,14 +639,36 @@ func (en *Engine) load(ctx context.Context, id Ref, cache bool) (*Profile, error
 	if err != nil {
 		return nil, err
 	}
+	p.keyed = true // it was sealed with the key that opened it
 	if cache {
 		en.profiles[id.P] = p
 	}
 	return p, nil
 }
 
-// flushLocked commits the batch.
+// flushLocked commits the batch, and returns once it is committed.
 func (en *Engine) flushLocked(ctx context.Context) error {
+	return en.commitLocked(ctx, false)
+}
+
+// A commit is a batch handed to the store, and the profile records it
+// deletes.
+type commit struct {
+	batch   *Batch
+	deleted map[Ref]bool
+	done    chan struct{} // closed once err is set
+	err     error
+}
+
+func newBatch(partitions int) *Batch {
+	return &Batch{Link: make(map[Ref]Ref), Positions: make([]uint64, partitions+1), Ext: make(map[string][]byte)}
+}
+
+// commitLocked seals the changed profiles into the batch and commits it:
+// in the background when background is set, else before it returns. A
+// commit starts once the one before it is done (the profiles are sealed
+// meanwhile), so that commits are in order and one at a time.
+func (en *Engine) commitLocked(ctx context.Context, background bool) error {
 	if en.err != nil {
 		return en.err
 	}
@@ -595,9 +676,16 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 		en.err = err
 		return err
 	}
+	if err := en.awaitCommitLocked(); err != nil {
+		return err
+	}
 	if en.batch.Empty() {
 		return nil
 	}
+	// The reactor's Committer hears of a commit once it holds every write
+	// of the reactor, which a commit in the background may not (writes
+	// made while it ran): after such a commit, one at once.
+	background = background && !en.owed
 	if en.keysPending {
 		// Keys made here (for a profile id that never sent an event) must
 		// be durable before what they seal is.
@@ -607,41 +695,111 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 		}
 		en.keysPending = false
 	}
-	if err := en.store.Commit(ctx, &en.batch); err != nil {
-		en.err = err
-		return err
+	c := en.spare
+	if c == nil {
+		c = &commit{batch: newBatch(en.cfg.Partitions), deleted: make(map[Ref]bool)}
 	}
-	if c, ok := en.reactor.(Committer); ok {
-		c.Committed()
+	en.spare = nil
+	c.batch, en.batch = en.batch, c.batch
+	c.deleted, en.deleted = en.deleted, c.deleted
+	c.done, c.err = make(chan struct{}), nil
+	clear(en.dirty) // sealed into c
+	en.inflight = c
+	if background {
+		go func() {
+			c.err = en.store.Commit(context.WithoutCancel(ctx), c.batch)
+			close(c.done)
+		}()
+		return nil
 	}
-	en.batch.Reset()
-	clear(en.dirty)
-	clear(en.deleted)
+	c.err = en.store.Commit(ctx, c.batch)
+	close(c.done)
+	return en.awaitCommitLocked()
+}
+
+// awaitCommitLocked waits for the commit in flight, if there is one, and
+// finishes it: the reactor hears of it, and the caches are trimmed.
+func (en *Engine) awaitCommitLocked() error {
+	c := en.inflight
+	if c == nil {
+		return nil
+	}
+	<-c.done
+	en.inflight = nil
+	if c.err != nil {
+		en.err = c.err
+		return c.err
+	}
 	en.stats.Flushes++
+	// Committed tells that every write of the reactor's transactions is
+	// in the store: not while the batch holds some.
+	if r, ok := en.reactor.(Committer); ok {
+		en.owed = len(en.batch.Ext) > 0
+		if !en.owed {
+			r.Committed()
+		}
+	}
+	c.batch.Reset()
+	clear(c.deleted)
+	en.spare = c
 	en.evictLocked()
 	return nil
 }
 
+// pollCommitLocked finishes the commit in flight if it is done.
+func (en *Engine) pollCommitLocked() error {
+	if en.err != nil {
+		return en.err
+	}
+	if c := en.inflight; c != nil {
+		select {
+		case <-c.done:
+			return en.awaitCommitLocked()
+		default:
+		}
+	}
+	return nil
+}
+
 // sealDirty encodes and seals the changed profiles into the batch, on
-// every core: it is most of a flush's own work.
+// every core: it is most of a flush's own work. The records, their
+// identities and their sealed bytes are carved from a few large
+// allocations (they live until the batch is committed).
 func (en *Engine) sealDirty() error {
+	if len(en.dirty) == 0 {
+		return nil
+	}
 	dirty := make([]*Profile, 0, len(en.dirty))
+	nrefs := 0
 	for _, p := range en.dirty {
 		dirty = append(dirty, p)
+		nrefs += len(p.Identities)
 	}
-	recs := make([]*Record, len(dirty))
-	errs := make([]error, len(dirty))
+	recs := make([]Record, len(dirty))
+	refs := make([]Ref, 0, nrefs)
+	for i, p := range dirty {
+		n := len(refs)
+		for _, id := range p.Identities {
+			refs = append(refs, id.Ref)
+		}
+		recs[i] = Record{ID: p.ID, Identities: refs[n:len(refs):len(refs)]}
+	}
 	workers := min(runtime.GOMAXPROCS(0), 1+len(dirty)/256)
+	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	var pending atomic.Bool
 	for w := range workers {
 		wg.Go(func() {
+			var sc sealScratch
 			for i := w; i < len(dirty); i += workers {
-				rec, keyPending, err := en.seal(dirty[i])
+				keyPending, err := en.seal(&sc, dirty[i], &recs[i])
+				if err != nil {
+					errs[w] = err
+					return
+				}
 				if keyPending {
 					pending.Store(true)
 				}
-				recs[i], errs[i] = rec, err
 			}
 		})
 	}
@@ -652,41 +810,52 @@ func (en *Engine) sealDirty() error {
 	if pending.Load() {
 		en.keysPending = true
 	}
-	en.batch.Put = append(en.batch.Put, recs...)
+	for i := range recs {
+		en.batch.Put = append(en.batch.Put, &recs[i])
+	}
 	return nil
 }
 
-func (en *Engine) seal(p *Profile) (*Record, bool, error) {
-	plain, err := encodeProfile(p)
-	if err != nil {
-		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
+// sealScratch is one sealing worker's buffers.
+type sealScratch struct {
+	w     encoder
+	plain []byte
+	slab  []byte // sealed records are appended here until it is full
+}
+
+// seal encodes and seals p into rec.Sealed; it reports whether the key it
+// sealed with was made here and is not yet durable.
+func (en *Engine) seal(sc *sealScratch, p *Profile, rec *Record) (keyPending bool, err error) {
+	sc.plain = appendProfile(&sc.w, sc.plain[:0], p)
+	if need := len(sc.plain) + shred.Overhead; cap(sc.slab)-len(sc.slab) < need {
+		sc.slab = make([]byte, 0, max(need, 64<<10))
 	}
 	// A key that ingest made is in the WAL records until the keyring is
 	// synced: only a key made here must be synced before the commit.
-	had := en.keys.Has(p.ID.P)
-	sealed, pending, err := en.keys.Seal(nil, p.ID.P, plain)
+	had := p.keyed || en.keys.Has(p.ID.P)
+	out, pending, err := en.keys.Seal(sc.slab, p.ID.P, sc.plain)
 	if err != nil {
-		return nil, false, fmt.Errorf("profile %s: %w", p.ID.P, err)
+		return false, fmt.Errorf("profile %s: %w", p.ID.P, err)
 	}
-	if had {
-		pending = nil
-	}
-	rec := &Record{ID: p.ID, Identities: make([]Ref, len(p.Identities)), Sealed: sealed}
-	for i, id := range p.Identities {
-		rec.Identities[i] = id.Ref
-	}
-	return rec, pending != nil, nil
+	rec.Sealed = out[len(sc.slab):len(out):len(out)]
+	sc.slab = out
+	p.keyed = true
+	return pending != nil && !had, nil
 }
 
-// evictLocked keeps the caches within bounds once the batch is committed
-// (nothing in them is dirty then). Map iteration order is random enough
-// to make this a random eviction.
+// evictLocked keeps the caches within bounds once a commit is done (with
+// none in flight): it keeps what the batch changed, and drops what is in
+// the store. Map iteration order is random enough to make this a random
+// eviction.
 func (en *Engine) evictLocked() {
 	if n := len(en.profiles) - en.cfg.CacheProfiles; n > 0 {
 		n += en.cfg.CacheProfiles / 10
-		for id := range en.profiles {
+		for id, p := range en.profiles {
 			if n == 0 {
 				break
+			}
+			if en.dirty[p.ID.P] == p {
+				continue
 			}
 			delete(en.profiles, id)
 			n--
@@ -697,6 +866,9 @@ func (en *Engine) evictLocked() {
 		for id := range en.links {
 			if n == 0 {
 				break
+			}
+			if _, changed := en.batch.Link[id]; changed {
+				continue
 			}
 			delete(en.links, id)
 			n--

@@ -80,9 +80,20 @@ func (h *harness) restart() {
 	}
 }
 
-// message seals the events as ingest does and makes one log message per
-// partition of them.
+// send seals the events as ingest does, makes one log message per
+// partition of them, and applies those.
 func (h *harness) send(events ...nudge.Event) {
+	h.t.Helper()
+	for _, m := range h.seal(events...) {
+		if err := h.en.Apply(context.Background(), m); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// seal seals the events as ingest does and appends one log message per
+// partition of them to the log, and returns those.
+func (h *harness) seal(events ...nudge.Event) []bus.Message {
 	h.t.Helper()
 	byPart := map[int][]nudge.Event{}
 	for _, e := range events {
@@ -94,16 +105,16 @@ func (h *harness) send(events ...nudge.Event) {
 		}
 		byPart[p] = append(byPart[p], e)
 	}
+	var out []bus.Message
 	for p := range parts {
 		if len(byPart[p]) == 0 {
 			continue
 		}
 		m := bus.Message{Partition: p, Seq: uint64(len(h.log) + 1), Payload: nudge.EncodeEvents(nil, byPart[p])}
 		h.log = append(h.log, m)
-		if err := h.en.Apply(context.Background(), m); err != nil {
-			h.t.Fatal(err)
-		}
+		out = append(out, m)
 	}
+	return out
 }
 
 func (h *harness) find(id string) *profile.Profile {

@@ -54,11 +54,13 @@ func cmpIdentity(a, b Identity) int {
 	return bytes.Compare(a.Ref.P[:], b.Ref.P[:])
 }
 
-// identifiers lists the identifiers an (opened) event names, its customer
-// key first: userId, anonymousId, alias previousId, then the email and the
-// configured identifying traits from traits and context.traits.
-func identifiers(e *nudge.Event, traitKinds []string) []Identity {
-	var ids []Identity
+// appendIdentifiers appends to dst the identifiers an (opened) event
+// names, its customer key first: userId, anonymousId, alias previousId,
+// then the email and the configured identifying traits from traits and
+// context.traits.
+func appendIdentifiers(dst []Identity, e *nudge.Event, traitKinds []string) []Identity {
+	ids := dst
+	start := len(dst)
 	add := func(kind, v string) {
 		if kind == KindEmail {
 			v = normalEmail(v)
@@ -66,7 +68,7 @@ func identifiers(e *nudge.Event, traitKinds []string) []Identity {
 		if v == "" {
 			return
 		}
-		for _, id := range ids {
+		for _, id := range ids[start:] {
 			if id.Value == v {
 				return
 			}

@@ -25,8 +25,12 @@ type Reactor interface {
 
 // Committer is implemented by reactors that want to know when what their
 // transactions wrote is committed: Committed is called, under the engine's
-// lock, after each commit of the store. What it learns is visible to every
-// read of the store that starts after it.
+// lock, after each commit of the store that left none of their writes
+// uncommitted, so that every write made before the call is in the store.
+// (A commit in the background may end while the batch holds writes made
+// since it began; Committed then waits for the next commit, which the
+// engine makes at once.) What it learns is visible to every read of the
+// store that starts after it.
 type Committer interface {
 	Committed()
 }
@@ -39,18 +43,31 @@ func (en *Engine) SetReactor(r Reactor) {
 }
 
 // Tx reads and writes extension keys within the engine's uncommitted
-// batch: reads see the batch's writes. It is valid only during the call
-// it was given to.
+// batch: reads see the batch's writes, and those of a commit in flight.
+// It is valid only during the call it was given to.
 type Tx struct {
 	en *Engine
 }
 
 // Get returns the value of an extension key.
 func (tx *Tx) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
-	if v, ok := tx.en.batch.Ext[string(key)]; ok {
+	if v, ok := tx.en.pendingExt(string(key)); ok {
 		return v, v != nil, nil
 	}
 	return tx.en.store.Ext(ctx, key)
+}
+
+// pendingExt returns the uncommitted write of an extension key (nil: a
+// delete): the batch's, else that of the commit in flight.
+func (en *Engine) pendingExt(k string) ([]byte, bool) {
+	if v, ok := en.batch.Ext[k]; ok {
+		return v, true
+	}
+	if en.inflight != nil {
+		v, ok := en.inflight.batch.Ext[k]
+		return v, ok
+	}
+	return nil, false
 }
 
 // Set writes an extension key; value must not be nil.
@@ -75,12 +92,19 @@ func (tx *Tx) Scan(ctx context.Context, from, to []byte, fn func(key, value []by
 			pending = append(pending, k)
 		}
 	}
+	if c := tx.en.inflight; c != nil {
+		for k := range c.batch.Ext {
+			if _, dup := tx.en.batch.Ext[k]; !dup && in(k) {
+				pending = append(pending, k)
+			}
+		}
+	}
 	slices.Sort(pending)
 	emitPending := func(upTo []byte) error { // pending keys before upTo (all when nil)
 		for len(pending) > 0 && (upTo == nil || pending[0] < string(upTo)) {
 			k := pending[0]
 			pending = pending[1:]
-			if v := tx.en.batch.Ext[k]; v != nil {
+			if v, _ := tx.en.pendingExt(k); v != nil {
 				if err := fn([]byte(k), v); err != nil {
 					return err
 				}
@@ -94,7 +118,7 @@ func (tx *Tx) Scan(ctx context.Context, from, to []byte, fn func(key, value []by
 		}
 		if len(pending) > 0 && bytes.Equal([]byte(pending[0]), k) {
 			pending = pending[1:] // the batch's write wins
-			if w := tx.en.batch.Ext[string(k)]; w != nil {
+			if w, _ := tx.en.pendingExt(string(k)); w != nil {
 				return fn(k, w)
 			}
 			return nil
@@ -138,7 +162,7 @@ func (en *Engine) Do(ctx context.Context, fn func(tx *Tx) error) error {
 	if en.err != nil {
 		return en.err
 	}
-	if err := fn(&Tx{en: en}); err != nil {
+	if err := fn(&en.tx); err != nil {
 		return err
 	}
 	if en.urgent {

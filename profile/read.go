@@ -122,15 +122,22 @@ func (en *Engine) eventAt(ctx context.Context, at LogRef, msgs map[uint64][]byte
 
 var errFound = errors.New("found")
 
-// withPendingLocked adds the uncommitted events of the subjects to a page
-// read from the store, so a reader sees every applied event.
+// withPendingLocked adds the uncommitted events of the subjects (those of
+// the batch and of a commit in flight) to a page read from the store, so a
+// reader sees every applied event.
 func (en *Engine) withPendingLocked(entries []Entry, subjects []Ref, before Cursor, limit int) []Entry {
-	for _, e := range en.batch.Events {
-		if !slices.Contains(subjects, e.Subject) || (!before.IsZero() && !e.At.before(before)) {
-			continue
-		}
-		if !slices.ContainsFunc(entries, func(x Entry) bool { return x.Subject == e.Subject && x.At == e.At }) {
-			entries = append(entries, e)
+	pending := [][]Entry{en.batch.Events}
+	if en.inflight != nil {
+		pending = append(pending, en.inflight.batch.Events)
+	}
+	for _, events := range pending {
+		for _, e := range events {
+			if !slices.Contains(subjects, e.Subject) || (!before.IsZero() && !e.At.before(before)) {
+				continue
+			}
+			if !slices.ContainsFunc(entries, func(x Entry) bool { return x.Subject == e.Subject && x.At == e.At }) {
+				entries = append(entries, e)
+			}
 		}
 	}
 	slices.SortFunc(entries, func(a, b Entry) int { return b.At.compare(a.At) })
@@ -187,7 +194,7 @@ func (en *Engine) Erase(ctx context.Context, id string) (*Erasure, error) {
 	}
 	en.forgetLocked(refs)
 	if en.reactor != nil {
-		if err := en.reactor.Erased(ctx, &Tx{en: en}, er); err != nil {
+		if err := en.reactor.Erased(ctx, &en.tx, er); err != nil {
 			return nil, err
 		}
 	}

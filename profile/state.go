@@ -879,8 +879,16 @@ func (s *State) MarshalBinary() ([]byte, error) {
 
 // AppendBinary appends the encoding of s to b.
 func (s *State) AppendBinary(b []byte) ([]byte, error) {
-	var vers [16]version
-	w := encoder{b: append(slices.Grow(b, s.sizeHint()), formatV1), vers: vers[:0]}
+	w := encoder{vers: make([]version, 0, 16)}
+	return s.appendBinary(&w, b), nil
+}
+
+// appendBinary is AppendBinary with w's buffers, which a caller that
+// encodes many States reuses.
+func (s *State) appendBinary(w *encoder, b []byte) []byte {
+	w.b = append(slices.Grow(b, s.sizeHint()), formatV1)
+	clear(w.vers)
+	w.vers, w.idx = w.vers[:0], nil
 	w.time(s.FirstSeen)
 	w.time(s.LastSeen)
 	w.varint(s.Orders)
@@ -898,7 +906,8 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 		flags |= 4
 	}
 	w.b = append(w.b, flags)
-	keys := make([]string, 0, max(len(s.Counts), len(s.Traits), len(s.Consent), len(s.Subscriptions)))
+	nkeys := max(len(s.Counts), len(s.Traits), len(s.Consent), len(s.Subscriptions))
+	keys := slices.Grow(w.keys[:0], nkeys)
 	w.uvarint(uint64(len(s.Counts)))
 	for _, k := range sortedKeys(keys, s.Counts) {
 		w.str(k)
@@ -920,12 +929,15 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			w.bool(t.Value)
 		}
 	}
+	clear(keys[:nkeys])
+	w.keys = keys
 	w.str(s.Timezone.Value)
 	if s.Timezone.Value != "" {
 		w.version(s.Timezone.version())
 	}
-	s.Cart.encode(&w)
-	return w.b, nil
+	s.Cart.encode(w)
+	b, w.b = w.b, nil
+	return b
 }
 
 // sortedKeys returns the keys of m, sorted, in buf's array.
@@ -1012,6 +1024,7 @@ type encoder struct {
 	b    []byte
 	vers []version
 	idx  map[version]int // over vers, once it is long
+	keys []string        // a map's keys, sorted (a buffer)
 }
 
 func (w *encoder) uvarint(x uint64) { w.b = binary.AppendUvarint(w.b, x) }

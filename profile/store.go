@@ -36,7 +36,8 @@ type Store interface {
 	// ScanExt calls fn for the extension keys in [from, to), in key order.
 	ScanExt(ctx context.Context, from, to []byte, fn func(key, value []byte) error) error
 	// Commit applies a batch atomically: after a crash either all of it is
-	// there or none of it.
+	// there or none of it. It does not modify b, which others may read
+	// while it runs (the engine commits in the background).
 	Commit(ctx context.Context, b *Batch) error
 	Close() error
 }
