@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nudge-dev/nudge/internal/cputime"
+
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/bus"
 	"github.com/nudge-dev/nudge/profile"
@@ -84,7 +86,7 @@ func BenchmarkApplyFromLog(b *testing.B) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b.ResetTimer()
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), cputime.Start()
 	done := make(chan error, 1)
 	go func() { done <- en.Run(ctx) }()
 	if err := en.WaitApplied(ctx, seq); err != nil {
@@ -94,7 +96,7 @@ func BenchmarkApplyFromLog(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	elapsed, cpuUsed := time.Since(start), processCPU()-cpu
+	elapsed, cpuUsed := time.Since(start), cpu.Elapsed()
 	b.StopTimer()
 	events := float64(len(log.msgs) * perMessage)
 	b.ReportMetric(events/elapsed.Seconds(), "events/s")

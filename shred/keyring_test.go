@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nudge-dev/nudge/internal/cputime"
 )
 
 func openT(t testing.TB, path string) *Keyring {
@@ -995,23 +997,6 @@ func TestCloseWhileSealing(t *testing.T) {
 
 const benchPlaintext = 400
 
-// cpuPerOp makes b report the process's CPU time (user and system) per
-// iteration as cpu-ns/op: on a shared machine ns/op also counts the time
-// spent waiting for a CPU. Call it before the loop and defer its result.
-func cpuPerOp(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() {
-		b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
-	}
-}
-
 // seqPseudonym is the i-th of distinct pseudonyms spread over all shards,
 // as HMAC outputs are.
 func seqPseudonym(i int) Pseudonym {
@@ -1036,7 +1021,7 @@ func BenchmarkSeal(b *testing.B) {
 	pt := make([]byte, benchPlaintext)
 	dst := make([]byte, 0, benchPlaintext+Overhead)
 	b.SetBytes(benchPlaintext)
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	for b.Loop() {
 		var err error
 		dst, _, err = k.Seal(dst[:0], p, pt)
@@ -1057,7 +1042,7 @@ func BenchmarkSealParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(benchPlaintext)
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	var goroutines atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		pt := make([]byte, benchPlaintext)
@@ -1092,7 +1077,7 @@ func BenchmarkSealUncached(b *testing.B) {
 	dst := make([]byte, 0, benchPlaintext+Overhead)
 	b.SetBytes(benchPlaintext)
 	i := 0
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	for b.Loop() {
 		dst, _, _ = k.Seal(dst[:0], ps[i%len(ps)], pt)
 		i++
@@ -1105,7 +1090,7 @@ func BenchmarkSealNewKey(b *testing.B) {
 	pt := make([]byte, benchPlaintext)
 	dst := make([]byte, 0, benchPlaintext+Overhead)
 	i := 0
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	for b.Loop() {
 		p := seqPseudonym(i)
 		i++
@@ -1125,7 +1110,7 @@ func BenchmarkOpen(b *testing.B) {
 	}
 	dst := make([]byte, 0, benchPlaintext)
 	b.SetBytes(benchPlaintext)
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	for b.Loop() {
 		if dst, err = k.Open(dst[:0], p, sealed); err != nil {
 			b.Fatal(err)
@@ -1135,7 +1120,7 @@ func BenchmarkOpen(b *testing.B) {
 
 func BenchmarkPseudonym(b *testing.B) {
 	k := openT(b, filepath.Join(b.TempDir(), "keys"))
-	defer cpuPerOp(b)()
+	defer cputime.Start().Report(b)
 	for b.Loop() {
 		k.Pseudonym("u:2f1c9a7e-55b4-4c1e-9d0f-0b7a3d2e8c61")
 	}
