@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -102,7 +103,7 @@ type Config struct {
 	// acknowledgement to the attempt (the metrics histogram).
 	TimeToTrigger func(channel string, d time.Duration)
 	// TimerFired, when set, is told of every timer fired: how late it
-	// fired (0 or more).
+	// fired (0 or more), from its due time to the commit of its firing.
 	TimerFired func(lateness time.Duration)
 	// Delivery, when set, is told of every send attempt: its channel, its
 	// outcome ("sent", "retry" or "failed") and how long it took.
@@ -171,6 +172,9 @@ type Runtime struct {
 	// engine's lock (in Tx calls).
 	timerFloor keyFloor
 	planned    atomic.Int64 // when the timer loop looks next (0: it is not waiting)
+	// recWrites tells whether a record read outside the engine's lock is
+	// still current (the timer loop reads ahead of its transactions).
+	recWrites recordWrites
 
 	// Send jobs, likewise: no committed job key sorts before jobFloor.
 	// jobPending is the lowest job key written since the last commit
@@ -196,6 +200,7 @@ type Runtime struct {
 	timerKick chan struct{}
 	sendKick  chan struct{}
 	deliverMu sync.Mutex // one delivery round at a time
+	fireMu    sync.Mutex // one pass of fireDue at a time
 
 	statsMu sync.Mutex
 	stats   map[verKey]*vstats
@@ -220,6 +225,7 @@ func NewRuntime(cfg Config, journeys []*Journey, channels []channel.Channel) (*R
 		stats: map[verKey]*vstats{}, erasedJobs: map[string]bool{},
 		lanes: map[string]*lane{}, claimed: map[string]bool{},
 	}
+	rt.recWrites.oldest.Store(math.MaxUint64)
 	for _, ch := range channels {
 		if _, dup := rt.channels[ch.Name()]; dup {
 			return nil, fmt.Errorf("journey: two channels are named %q", ch.Name())
@@ -291,6 +297,7 @@ type txn struct {
 	jobs     bool            // a send job was written
 	err      error           // the first error of a step (the call fails with it)
 	event    *nudge.Event    // the event being reacted to; nil when a timer fired
+	ahead    *readAhead      // records read ahead of the call (timers.go); nil: none
 }
 
 func (rt *Runtime) begin(ctx context.Context, tx *profile.Tx) *txn {
@@ -313,9 +320,10 @@ func (t *txn) finish() error {
 	return t.err
 }
 
-// Committed implements profile.Committer: the jobs written since the last
-// commit are in the store now.
+// Committed implements profile.Committer: the jobs and records written
+// before it are in the store now (recordWrites counts it).
 func (rt *Runtime) Committed() {
+	rt.recWrites.committed()
 	if rt.jobPending != nil {
 		rt.jobFloor.lower(rt.jobPending)
 		rt.jobPending = nil
@@ -338,9 +346,11 @@ type work struct {
 	rec      *custRecord
 	before   []dueID // the timers the stored record had
 	existed  bool
-	shredded bool   // the record is sealed under an erased key
-	gone     bool   // the profile was looked for and is gone
-	body     []byte // the stored body, to skip writing an unchanged record
+	sealed   bool            // the stored body is sealed, under sealer's key
+	sealer   shred.Pseudonym // the id the stored body was sealed under
+	shredded bool            // the record is sealed under an erased key
+	gone     bool            // the profile was looked for and is gone
+	body     []byte          // the stored body, to skip writing an unchanged record
 }
 
 type dueID struct {
@@ -349,19 +359,37 @@ type dueID struct {
 }
 
 func (t *txn) load(ref profile.Ref) (*work, error) {
-	w := &work{t: t, ref: ref, rec: &custRecord{ref: ref}}
+	if w := t.ahead.take(t, ref); w != nil {
+		return w, nil
+	}
 	v, ok, err := t.tx.Get(t.ctx, recordKey(ref.P))
-	if err != nil || !ok {
-		return w, err
+	if err != nil {
+		return nil, err
+	}
+	w, err := t.rt.decodeRecord(ref, v, ok)
+	if w != nil {
+		w.t = t
+	}
+	return w, err
+}
+
+// decodeRecord decodes a stored record (v, when ok) into a work without
+// its txn; it needs no engine state, and runs outside the engine's lock
+// when the timer loop reads ahead.
+func (rt *Runtime) decodeRecord(ref profile.Ref, v []byte, ok bool) (*work, error) {
+	w := &work{ref: ref, rec: &custRecord{ref: ref}}
+	if !ok {
+		return w, nil
 	}
 	w.existed = true
 	r := newRbuf(v)
 	if r.byte() != recordV1 {
 		return nil, fmt.Errorf("%w: record of %s", errCorrupt, ref.P)
 	}
-	r.uvarint()             // the partition when written; ref is current
-	sealer := r.pseudonym() // the id the body was sealed under
+	r.uvarint()              // the partition when written; ref is current
+	w.sealer = r.pseudonym() // the id the body was sealed under
 	n := r.count()
+	w.before = make([]dueID, 0, n)
 	for range n {
 		due := int64(r.u64())
 		w.before = append(w.before, dueID{due, r.id()})
@@ -372,10 +400,12 @@ func (t *txn) load(ref profile.Ref) (*work, error) {
 		return nil, fmt.Errorf("%w: record of %s", err, ref.P)
 	}
 	if sealed {
-		if t.rt.cfg.Keys == nil {
+		if rt.cfg.Keys == nil {
 			return nil, fmt.Errorf("journey: the record of %s is sealed and the runtime has no keyring", ref.P)
 		}
-		body, err = t.rt.cfg.Keys.Open(nil, sealer, body)
+		w.sealed = true
+		var err error
+		body, err = rt.cfg.Keys.Open(nil, w.sealer, body)
 		if errors.Is(err, shred.ErrShredded) {
 			w.shredded = true
 			return w, nil
@@ -435,6 +465,7 @@ func (w *work) save() error {
 	if w.shredded || w.rec.empty() {
 		if w.existed {
 			t.tx.Delete(recordKey(w.ref.P))
+			t.rt.recWrites.wrote(w.ref.P)
 		}
 		return t.err
 	}
@@ -464,6 +495,7 @@ func (w *work) save() error {
 		out.bytes(body.b)
 	}
 	t.tx.Set(recordKey(w.ref.P), out.b)
+	t.rt.recWrites.wrote(w.ref.P)
 	w.body, w.existed = body.b, true
 	w.before = w.before[:0]
 	for _, a := range after {
