@@ -34,7 +34,11 @@ import (
 
 // Options tunes the store.
 type Options struct {
-	// CacheBytes is Pebble's block cache (default 64 MiB).
+	// CacheBytes is Pebble's block cache for blocks read from the files
+	// (default 64 MiB). Pebble v2 also charges the memtables to the cache,
+	// so Open adds room for two of them on top: without it the cache held
+	// nothing once the memtable was full, and every point read went to the
+	// files (measured: 0 cached blocks; 20-70 µs a read instead of about 3).
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable (default 64 MiB).
 	MemTableBytes uint64
@@ -55,7 +59,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MemTableBytes == 0 {
 		opts.MemTableBytes = 64 << 20
 	}
-	cache := pebble.NewCache(opts.CacheBytes)
+	cache := pebble.NewCache(opts.CacheBytes + 2*int64(opts.MemTableBytes))
 	defer cache.Unref()
 	po := &pebble.Options{
 		Cache:        cache,
