@@ -9,6 +9,7 @@ import (
 
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/internal/cputime"
 )
 
 // Pattern evaluation: the state machines of the pattern triggers, fed a
@@ -64,7 +65,7 @@ steps: [{id: s, exit: {}}]
 				}
 				counts := make([]int, customers)
 				var fired int
-				cpu := startCPU()
+				cpu := cputime.Start()
 				b.ResetTimer()
 				for i := range b.N {
 					c := i % customers
@@ -128,7 +129,7 @@ steps: [{id: s, exit: {}}]
 					}
 				}
 				b.StopTimer()
-				cpu.report(b)
+				cpu.Report(b)
 				b.ReportMetric(float64(fired)/float64(b.N), "fired/op")
 			})
 		}
@@ -159,7 +160,7 @@ steps: [{id: s, exit: {}}]
 			const users = 1000
 			batch := make([]nudge.Event, 0, 1000)
 			parts := make([]int, 0, 1000)
-			cpu := startCPU()
+			cpu := cputime.Start()
 			b.ResetTimer()
 			for i := range b.N {
 				e := h.ev(fmt.Sprint("u", i%users), "Product Viewed", fmt.Sprintf(`{"category":"c%d"}`, i%7), time.Duration(i)*time.Millisecond)
@@ -179,7 +180,7 @@ steps: [{id: s, exit: {}}]
 			}
 			h.flush()
 			b.StopTimer()
-			cpu.report(b)
+			cpu.Report(b)
 		})
 	}
 }
@@ -217,7 +218,7 @@ steps:
 			if os.Getenv("WARM") == "" {
 				h.crash() // a restart: nothing in memory
 			}
-			cpu := startCPU()
+			cpu := cputime.Start()
 			start := time.Now()
 			b.ResetTimer()
 			n, err := h.Runtime.FireDue(context.Background())
@@ -226,7 +227,7 @@ steps:
 			}
 			h.flush()
 			b.StopTimer()
-			cpu.report(b)
+			cpu.Report(b)
 			if n != b.N {
 				b.Fatalf("fired %d of %d", n, b.N)
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/internal/cputime"
 )
 
 func TestConditionCompileErrors(t *testing.T) {
@@ -331,22 +332,22 @@ func BenchmarkCondition(b *testing.B) {
 	b.Run("eval", func(b *testing.B) {
 		v := NewVars(e, s)
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := cputime.Start()
 		for b.Loop() {
 			if ok, err := c.Eval(v); !ok || err != nil {
 				b.Fatal(ok, err)
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
 	b.Run("vars+eval", func(b *testing.B) {
 		b.ReportAllocs()
-		cpu := startCPU()
+		cpu := cputime.Start()
 		for b.Loop() {
 			if ok, err := c.Eval(NewVars(e, s)); !ok || err != nil {
 				b.Fatal(ok, err)
 			}
 		}
-		cpu.report(b)
+		cpu.Report(b)
 	})
 }
