@@ -9,7 +9,7 @@ set -eu
 USERS=${1:-1000000}
 REQUESTS=${2:-20000}
 DATA=$(mktemp -d /var/tmp/nudge-million.XXXXXX)
-trap 'kill $NUDGE 2>/dev/null; wait $NUDGE 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill $NUDGE 2>/dev/null || true; wait $NUDGE 2>/dev/null || true; rm -rf "$DATA"' EXIT
 go build -o "$DATA/nudge" ./cmd/nudge
 go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge" serve --data "$DATA/d" --http 127.0.0.1:18282 --write-key load --admin-token adm \

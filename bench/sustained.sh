@@ -10,7 +10,7 @@ RATE=${1:-500}
 DURATION=${2:-10m}
 USERS=${3:-1000000}
 DATA=$(mktemp -d /var/tmp/nudge-sustained.XXXXXX)
-trap 'kill $NUDGE 2>/dev/null; wait $NUDGE 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill $NUDGE 2>/dev/null || true; wait $NUDGE 2>/dev/null || true; rm -rf "$DATA"' EXIT
 go build -o "$DATA/nudge" ./cmd/nudge
 go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge" serve --data "$DATA/d" --http 127.0.0.1:18181 --write-key load --admin-token adm \

@@ -11,7 +11,7 @@ set -eu
 RATE=${1:-10}
 DURATION=${2:-30s}
 DATA=$(mktemp -d /var/tmp/nudge-trigger.XXXXXX)
-trap 'kill $NUDGE $RECV 2>/dev/null; wait 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill $NUDGE $RECV 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA"' EXIT
 go build -o "$DATA/nudge" ./cmd/nudge
 go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge-load" receive --addr 127.0.0.1:18384 --warmup 5s >"$DATA/recv" &
