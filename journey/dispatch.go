@@ -392,8 +392,12 @@ func (rt *Runtime) outcome(t *txn, d *delivery) {
 // setJob writes a job at key k.
 func (rt *Runtime) setJob(tx *profile.Tx, k []byte, h *jobHeader) {
 	tx.Set(k, h.encode())
-	if rt.jobPending == nil || bytes.Compare(k, rt.jobPending) < 0 {
-		rt.jobPending = k // the commit lowers the floor to it (Committed)
+	// The batch's commit lowers the floor to it (Committed).
+	gen := tx.Gen()
+	if n := len(rt.jobPending); n == 0 || rt.jobPending[n-1].gen != gen {
+		rt.jobPending = append(rt.jobPending, pendingJob{gen, k})
+	} else if p := &rt.jobPending[n-1]; bytes.Compare(k, p.key) < 0 {
+		p.key = k
 	}
 }
 

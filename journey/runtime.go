@@ -177,12 +177,12 @@ type Runtime struct {
 	recWrites recordWrites
 
 	// Send jobs, likewise: no committed job key sorts before jobFloor.
-	// jobPending is the lowest job key written since the last commit
-	// (guarded by the engine's lock): the commit lowers the floor to it and
-	// wakes the dispatcher (Committed), so a scan needs no pass through the
-	// engine's lock.
+	// jobPending holds the lowest job key written into each batch not yet
+	// committed, in generation order (guarded by the engine's lock): the
+	// batch's commit lowers the floor to it and wakes the dispatcher
+	// (Committed), so a scan needs no pass through the engine's lock.
 	jobFloor   keyFloor
-	jobPending []byte
+	jobPending []pendingJob
 	// erasedJobs are claimed jobs that Erased deleted: their outcomes are
 	// not recorded (guarded by the engine's lock).
 	erasedJobs map[string]bool
@@ -320,13 +320,24 @@ func (t *txn) finish() error {
 	return t.err
 }
 
+// pendingJob is the lowest job key written into the batch of generation gen.
+type pendingJob struct {
+	gen uint64
+	key []byte
+}
+
 // Committed implements profile.Committer: the jobs and records written
-// before it are in the store now (recordWrites counts it).
-func (rt *Runtime) Committed() {
-	rt.recWrites.committed()
-	if rt.jobPending != nil {
-		rt.jobFloor.lower(rt.jobPending)
-		rt.jobPending = nil
+// into the batches through gen are in the store now (recordWrites counts
+// it).
+func (rt *Runtime) Committed(gen uint64) {
+	rt.recWrites.committed(gen)
+	n := 0
+	for n < len(rt.jobPending) && rt.jobPending[n].gen <= gen {
+		rt.jobFloor.lower(rt.jobPending[n].key)
+		n++
+	}
+	if n > 0 {
+		rt.jobPending = slices.Delete(rt.jobPending, 0, n)
 		kick(rt.sendKick)
 	}
 }
@@ -465,7 +476,7 @@ func (w *work) save() error {
 	if w.shredded || w.rec.empty() {
 		if w.existed {
 			t.tx.Delete(recordKey(w.ref.P))
-			t.rt.recWrites.wrote(w.ref.P)
+			t.rt.recWrites.wrote(w.ref.P, t.tx.Gen())
 		}
 		return t.err
 	}
@@ -495,7 +506,7 @@ func (w *work) save() error {
 		out.bytes(body.b)
 	}
 	t.tx.Set(recordKey(w.ref.P), out.b)
-	t.rt.recWrites.wrote(w.ref.P)
+	t.rt.recWrites.wrote(w.ref.P, t.tx.Gen())
 	w.body, w.existed = body.b, true
 	w.before = w.before[:0]
 	for _, a := range after {

@@ -729,12 +729,12 @@ func (a *readAhead) stop() {
 
 // recordWrites tells whether a record read from the committed store
 // outside the engine's lock is what a transaction would read now: the
-// runtime is the only writer of records, and counts the store's commits
-// (Committed). A record read when commits was at is current unless a
-// write since then touched it: last holds, for each record written, the
-// count of commits when it was last written (the write is in the next
-// commit). It forgets writes older than the oldest read still to be
-// judged, which the pass reading ahead keeps in oldest (fireDue passes
+// runtime is the only writer of records, and keeps the generation of the
+// last batch committed (Committed) in commits. A record read when commits
+// was at is current unless a batch after at holds a write of it: last
+// holds, for each record written, the generation of the batch its last
+// write went into. It forgets writes older than the oldest read still to
+// be judged, which the pass reading ahead keeps in oldest (fireDue passes
 // run one at a time). Guarded by the engine's lock, but commits and
 // oldest.
 type recordWrites struct {
@@ -745,23 +745,25 @@ type recordWrites struct {
 	limit   int // forget when last holds more
 }
 
-func (rw *recordWrites) wrote(p shred.Pseudonym) {
+// wrote records a write of p's record into the batch of generation gen.
+func (rw *recordWrites) wrote(p shred.Pseudonym, gen uint64) {
 	if rw.last == nil {
 		rw.last = map[shred.Pseudonym]uint64{}
 	}
-	rw.last[p] = rw.commits.Load()
+	rw.last[p] = gen
 }
 
-// committed counts a commit of the store (under the engine's lock), and
-// now and then forgets the writes no read needs judged against.
-func (rw *recordWrites) committed() {
-	n := rw.commits.Add(1)
+// committed records that the batches through gen are committed (under the
+// engine's lock), and now and then forgets the writes no read needs
+// judged against.
+func (rw *recordWrites) committed(gen uint64) {
+	rw.commits.Store(gen)
 	if len(rw.last) <= max(rw.limit, 1024) {
 		return
 	}
-	since := min(rw.oldest.Load(), n)
+	since := min(rw.oldest.Load(), gen)
 	for p, w := range rw.last {
-		if w < since {
+		if w <= since { // current for every read at since or after
 			delete(rw.last, p)
 		}
 	}
@@ -775,7 +777,7 @@ func (rw *recordWrites) current(p shred.Pseudonym, at uint64) bool {
 		return false
 	}
 	w, ok := rw.last[p]
-	return !ok || w < at
+	return !ok || w <= at
 }
 
 // timerLoop fires timers as they fall due until ctx is done.

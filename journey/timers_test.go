@@ -166,32 +166,42 @@ func b2i(v bool) int {
 	return 0
 }
 
-// recordWrites forgets the writes from before the oldest read to judge.
+// recordWrites judges a read by the generations of the batches written
+// since, and forgets the writes from before the oldest read to judge.
 func TestRecordWritesForgetsOldWrites(t *testing.T) {
 	var rw recordWrites
 	rw.oldest.Store(math.MaxUint64)
 	p := func(i int) shred.Pseudonym { return shred.Pseudonym{byte(i), byte(i >> 8), byte(i >> 16)} }
-	at := rw.commits.Load()
-	rw.wrote(p(1))
+	at := rw.commits.Load() // 0: no batch committed; batch 1 is open
+	rw.wrote(p(1), 1)
 	if rw.current(p(1), at) || !rw.current(p(2), at) {
 		t.Fatal("a write in the open batch")
 	}
-	rw.committed()
+	// Batch 1 commits in the background while batch 2 is written.
+	rw.wrote(p(2), 2)
+	rw.committed(1)
 	if rw.current(p(1), at) || !rw.current(p(1), rw.commits.Load()) {
 		t.Fatal("a committed write")
+	}
+	if rw.current(p(2), rw.commits.Load()) {
+		t.Fatal("a write in the batch after the one committed")
+	}
+	rw.committed(2)
+	if !rw.current(p(2), rw.commits.Load()) {
+		t.Fatal("a write of the last batch committed")
 	}
 	// A read from before the writes of p(10) on is to be judged: they are
 	// kept, the earlier ones go.
 	for i := range 1000 {
-		rw.wrote(p(1000 + i))
+		rw.wrote(p(1000+i), 3)
 	}
-	rw.committed()
+	rw.committed(3)
 	read := rw.commits.Load()
 	rw.oldest.Store(read)
 	for i := range 100 {
-		rw.wrote(p(10 + i))
+		rw.wrote(p(10+i), 4)
 	}
-	rw.committed()
+	rw.committed(4)
 	if _, ok := rw.last[p(1000)]; ok || len(rw.last) != 100 {
 		t.Fatalf("remembers %d writes", len(rw.last))
 	}
@@ -201,9 +211,9 @@ func TestRecordWritesForgetsOldWrites(t *testing.T) {
 	// No read to judge: all go.
 	rw.oldest.Store(math.MaxUint64)
 	for i := range 2000 {
-		rw.wrote(p(5000 + i))
+		rw.wrote(p(5000+i), 5)
 	}
-	rw.committed()
+	rw.committed(5)
 	if now := rw.commits.Load(); len(rw.last) != 0 || rw.current(p(10), now-1) || !rw.current(p(10), now) {
 		t.Fatalf("remembers %d writes", len(rw.last))
 	}

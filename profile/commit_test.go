@@ -291,59 +291,121 @@ func TestNewIdentifiersWhileCommitting(t *testing.T) {
 }
 
 // committedChecker is a reactor whose Committer checks that every key it
-// wrote before Committed is in the store with its last value.
+// wrote into the batches through the generation committed is in the store
+// with its last value from those batches. With urgent set every event asks
+// for a commit at once (a send job does).
 type committedChecker struct {
 	counter
 	t         *testing.T
 	store     profile.Store
-	last      map[string][]byte
-	committed int
+	urgent    bool
+	mu        sync.Mutex            // the test reads what the engine's calls write
+	writes    map[string][]genValue // each key's writes not yet checked, oldest first
+	committed []uint64              // the generations Committed was told
+}
+
+type genValue struct {
+	gen uint64
+	v   []byte
 }
 
 func (c *committedChecker) React(ctx context.Context, tx *profile.Tx, p *profile.Profile, e *nudge.Event) error {
 	if err := c.counter.React(ctx, tx, p, e); err != nil {
 		return err
 	}
+	k := string(key(p.ID))
 	v, _, _ := tx.Get(ctx, key(p.ID))
-	c.last[string(key(p.ID))] = v
+	c.mu.Lock()
+	c.writes[k] = append(c.writes[k], genValue{tx.Gen(), v})
+	c.mu.Unlock()
+	if c.urgent {
+		tx.Urgent()
+	}
 	return nil
 }
 
-func (c *committedChecker) Committed() {
-	c.committed++
-	for k, want := range c.last {
-		if v, _, err := c.store.Ext(context.Background(), []byte(k)); err != nil || !bytes.Equal(v, want) {
-			c.t.Errorf("Committed %d: the store has %s = %q (%v), last written %q", c.committed, k, v, err, want)
+func (c *committedChecker) Committed(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.committed); n > 0 && gen <= c.committed[n-1] {
+		c.t.Errorf("Committed %d after %d", gen, c.committed[n-1])
+	}
+	c.committed = append(c.committed, gen)
+	for k, ws := range c.writes {
+		i := len(ws) - 1
+		for i >= 0 && ws[i].gen > gen {
+			i--
 		}
+		if i < 0 {
+			continue // every write is in a later batch
+		}
+		if v, _, err := c.store.Ext(context.Background(), []byte(k)); err != nil || !bytes.Equal(v, ws[i].v) {
+			c.t.Errorf("Committed %d: the store has %s = %q (%v), last written through it %q (batch %d)", gen, k, v, err, ws[i].v, ws[i].gen)
+		}
+		c.writes[k] = ws[i+1:]
 	}
 }
 
-// A Committer hears of a commit only once every write it made before is
-// in the store, although commits end in the background while events are
-// applied.
+// untold counts the writes Committed has not covered yet.
+func (c *committedChecker) untold() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, ws := range c.writes {
+		n += len(ws)
+	}
+	return n
+}
+
+// A Committer hears of the batches through a generation once they are in
+// the store, although commits end in the background while later batches
+// are written. With every event urgent the commits group messages (the
+// urgent writes made while a commit is in flight go together in the next
+// one), and the last is told of without a further message.
 func TestCommittedFollowsTheReactorsWrites(t *testing.T) {
-	h := newHarness(t, profile.Config{FlushEvents: 5, FlushEvery: time.Hour})
-	log := &memLog{}
-	en := profile.NewEngine(h.cfg, h.store, h.keys, log, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c := &committedChecker{t: t, store: h.store, last: map[string][]byte{}}
-	en.SetReactor(c)
-	for i := range 400 {
-		log.msgs = append(log.msgs, h.seal(ev(nudge.Track, fmt.Sprint("e", i), i, func(e *nudge.Event) {
-			e.AnonymousID, e.Event = fmt.Sprint("anon-", i%7), "Viewed"
-		}))...)
+	for _, urgent := range []bool{false, true} {
+		t.Run(fmt.Sprint("urgent=", urgent), func(t *testing.T) {
+			h := newHarness(t, profile.Config{FlushEvents: 5, FlushEvery: time.Hour})
+			log := &memLog{}
+			en := profile.NewEngine(h.cfg, h.store, h.keys, log, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			c := &committedChecker{t: t, store: h.store, urgent: urgent, writes: map[string][]genValue{}}
+			en.SetReactor(c)
+			const n = 400
+			for i := range n {
+				log.msgs = append(log.msgs, h.seal(ev(nudge.Track, fmt.Sprint("e", i), i, func(e *nudge.Event) {
+					e.AnonymousID, e.Event = fmt.Sprint("anon-", i%7), "Viewed"
+				}))...)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- en.Run(ctx) }()
+			if err := en.WaitApplied(ctx, uint64(len(log.msgs))); err != nil {
+				t.Fatal(err)
+			}
+			if urgent {
+				// Nothing follows the last message: Run itself commits its
+				// batch once the commit before ends, and tells of it.
+				deadline := time.Now().Add(10 * time.Second)
+				for c.untold() > 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d writes never told as committed", c.untold())
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(c.committed) == 0 {
+				t.Fatal("Committed was never called")
+			}
+			flushes := en.Stats().Flushes
+			if urgent && flushes >= n {
+				t.Errorf("%d commits for %d urgent messages: none grouped", flushes, n)
+			}
+			t.Logf("%d commits, Committed %d times", flushes, len(c.committed))
+		})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- en.Run(ctx) }()
-	if err := en.WaitApplied(ctx, uint64(len(log.msgs))); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if c.committed == 0 {
-		t.Fatal("Committed was never called")
-	}
-	t.Logf("%d commits, Committed %d times", en.Stats().Flushes, c.committed)
 }

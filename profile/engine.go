@@ -157,9 +157,9 @@ type Engine struct {
 	// it as they see the batch.
 	inflight *commit
 	spare    *commit // a committed batch and its deleted map, for reuse
-	// owed: a commit ended while the batch held writes of the reactor, so
-	// its Committer was not told; the next commit is not in the background.
-	owed        bool
+	// gen is the generation of batch (see Committer); a commit takes it
+	// with the batch.
+	gen         uint64
 	keysPending bool
 	positions   []uint64
 	stats       Stats
@@ -181,6 +181,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		deleted:  make(map[Ref]bool),
 		batch:    newBatch(cfg.Partitions),
 		applied:  make(chan struct{}),
+		gen:      1,
 	}
 	en.tx.en = en
 	return en
@@ -226,7 +227,29 @@ func (en *Engine) Run(ctx context.Context) error {
 		})
 	}()
 	for {
+		// The end of a commit in flight is waited for here too, so that
+		// the reactor hears of it, and an urgent batch starts its commit,
+		// without waiting for the next message.
+		var committed <-chan struct{}
+		en.mu.Lock()
+		if en.inflight != nil {
+			committed = en.inflight.done
+		}
+		en.mu.Unlock()
 		select {
+		case <-committed:
+			en.mu.Lock()
+			err := en.awaitCommitLocked()
+			if err == nil && en.urgent {
+				en.urgent = false
+				err = en.commitLocked(ctx, true)
+			}
+			en.mu.Unlock()
+			if err != nil {
+				stopRead()
+				<-readErr
+				return err
+			}
 		case pm, ok := <-ready:
 			if !ok {
 				// The reader ended: its error is in readErr.
@@ -357,7 +380,9 @@ func (en *Engine) prepare(m bus.Message) *prepared {
 
 // applyPrepared applies a prepared message under the engine's lock. The
 // commit it may start runs in the background when background is set (Run)
-// and the reactor did not ask for it at once.
+// and the batch is not durable; an urgent batch waits for the commit in
+// flight to end (Run then commits it), which groups the urgent writes of
+// the messages applied meanwhile into one commit.
 func (en *Engine) applyPrepared(ctx context.Context, pm *prepared, background bool) error {
 	en.mu.Lock()
 	defer en.mu.Unlock()
@@ -391,8 +416,12 @@ func (en *Engine) applyPrepared(ctx context.Context, pm *prepared, background bo
 	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq
 	close(en.applied)
 	en.applied = make(chan struct{})
-	if en.urgent || len(en.batch.Events) >= en.cfg.FlushEvents || len(en.dirty) >= en.cfg.FlushDirty {
-		background = background && !en.urgent
+	full := len(en.batch.Events) >= en.cfg.FlushEvents || len(en.dirty) >= en.cfg.FlushDirty
+	if en.urgent || full {
+		if background && !full && !en.batch.Durable && en.inflight != nil {
+			return nil // Run commits it when the commit in flight ends
+		}
+		background = background && !en.batch.Durable
 		en.urgent = false
 		return en.commitLocked(ctx, background)
 	}
@@ -656,6 +685,7 @@ func (en *Engine) flushLocked(ctx context.Context) error {
 type commit struct {
 	batch   *Batch
 	deleted map[Ref]bool
+	gen     uint64        // the batch's generation (see Committer)
 	done    chan struct{} // closed once err is set
 	err     error
 }
@@ -682,10 +712,6 @@ func (en *Engine) commitLocked(ctx context.Context, background bool) error {
 	if en.batch.Empty() {
 		return nil
 	}
-	// The reactor's Committer hears of a commit once it holds every write
-	// of the reactor, which a commit in the background may not (writes
-	// made while it ran): after such a commit, one at once.
-	background = background && !en.owed
 	if en.keysPending {
 		// Keys made here (for a profile id that never sent an event) must
 		// be durable before what they seal is.
@@ -703,6 +729,8 @@ func (en *Engine) commitLocked(ctx context.Context, background bool) error {
 	c.batch, en.batch = en.batch, c.batch
 	c.deleted, en.deleted = en.deleted, c.deleted
 	c.done, c.err = make(chan struct{}), nil
+	c.gen = en.gen
+	en.gen++
 	clear(en.dirty) // sealed into c
 	en.inflight = c
 	if background {
@@ -731,13 +759,8 @@ func (en *Engine) awaitCommitLocked() error {
 		return c.err
 	}
 	en.stats.Flushes++
-	// Committed tells that every write of the reactor's transactions is
-	// in the store: not while the batch holds some.
 	if r, ok := en.reactor.(Committer); ok {
-		en.owed = len(en.batch.Ext) > 0
-		if !en.owed {
-			r.Committed()
-		}
+		r.Committed(c.gen)
 	}
 	c.batch.Reset()
 	clear(c.deleted)

@@ -24,15 +24,14 @@ type Reactor interface {
 }
 
 // Committer is implemented by reactors that want to know when what their
-// transactions wrote is committed: Committed is called, under the engine's
-// lock, after each commit of the store that left none of their writes
-// uncommitted, so that every write made before the call is in the store.
-// (A commit in the background may end while the batch holds writes made
-// since it began; Committed then waits for the next commit, which the
-// engine makes at once.) What it learns is visible to every read of the
-// store that starts after it.
+// transactions wrote is committed. A transaction writes into the batch of
+// generation Tx.Gen; batches commit one at a time and in order, and
+// Committed(gen) is called, under the engine's lock, once the batches
+// through gen are in the store. (Later batches may hold writes already: a
+// commit runs in the background while the next batch is written.) What it
+// learns is visible to every read of the store that starts after it.
 type Committer interface {
-	Committed()
+	Committed(gen uint64)
 }
 
 // SetReactor installs the reactor; call it before Run.
@@ -131,9 +130,16 @@ func (tx *Tx) Scan(ctx context.Context, from, to []byte, fn func(key, value []by
 	return emitPending(nil)
 }
 
-// Urgent asks for the batch to be committed as soon as the current call
-// returns, instead of at the next flush: for state that others wait on (a
-// send job for the delivery workers).
+// Gen is the generation of the batch the transaction writes into (see
+// Committer).
+func (tx *Tx) Gen() uint64 { return tx.en.gen }
+
+// Urgent asks for the batch to be committed as soon as it can be, instead
+// of at the next flush: for state that others wait on (a send job for the
+// delivery workers). Do commits it before it returns; the consumer (Run)
+// commits it in the background, at once or, when a commit is in flight,
+// as soon as that one ends, so that under load one commit carries the
+// urgent writes of many messages.
 func (tx *Tx) Urgent() { tx.en.urgent = true }
 
 // Durable is Urgent, and the commit reaches stable storage before Do
