@@ -302,6 +302,7 @@ type committedChecker struct {
 	mu        sync.Mutex            // the test reads what the engine's calls write
 	writes    map[string][]genValue // each key's writes not yet checked, oldest first
 	committed []uint64              // the generations Committed was told
+	told      chan struct{}         // kicked by Committed
 }
 
 type genValue struct {
@@ -344,6 +345,10 @@ func (c *committedChecker) Committed(gen uint64) {
 		}
 		c.writes[k] = ws[i+1:]
 	}
+	select {
+	case c.told <- struct{}{}:
+	default:
+	}
 }
 
 // untold counts the writes Committed has not covered yet.
@@ -368,7 +373,7 @@ func TestCommittedFollowsTheReactorsWrites(t *testing.T) {
 			h := newHarness(t, profile.Config{FlushEvents: 5, FlushEvery: time.Hour})
 			log := &memLog{}
 			en := profile.NewEngine(h.cfg, h.store, h.keys, log, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			c := &committedChecker{t: t, store: h.store, urgent: urgent, writes: map[string][]genValue{}}
+			c := &committedChecker{t: t, store: h.store, urgent: urgent, writes: map[string][]genValue{}, told: make(chan struct{}, 1)}
 			en.SetReactor(c)
 			const n = 400
 			for i := range n {
@@ -386,12 +391,12 @@ func TestCommittedFollowsTheReactorsWrites(t *testing.T) {
 			if urgent {
 				// Nothing follows the last message: Run itself commits its
 				// batch once the commit before ends, and tells of it.
-				deadline := time.Now().Add(10 * time.Second)
 				for c.untold() > 0 {
-					if time.Now().After(deadline) {
+					select {
+					case <-c.told:
+					case <-time.After(10 * time.Second):
 						t.Fatalf("%d writes never told as committed", c.untold())
 					}
-					time.Sleep(time.Millisecond)
 				}
 			}
 			cancel()

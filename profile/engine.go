@@ -159,7 +159,10 @@ type Engine struct {
 	spare    *commit // a committed batch and its deleted map, for reuse
 	// gen is the generation of batch (see Committer); a commit takes it
 	// with the batch.
-	gen         uint64
+	gen uint64
+	// ended is kicked when a commit in the background ends (Run finishes
+	// it; a kick for a commit already finished is harmless).
+	ended       chan struct{}
 	keysPending bool
 	positions   []uint64
 	stats       Stats
@@ -167,7 +170,7 @@ type Engine struct {
 	err         error         // a failed flush: the engine stops
 	reactor     Reactor
 	tx          Tx   // the Tx of every call into the reactor (the lock is held)
-	urgent      bool // commit at the end of the current call (Tx.Urgent)
+	urgent      bool // the batch is to commit as soon as it can (Tx.Urgent)
 }
 
 // NewEngine makes an engine over a store; Run consumes the log.
@@ -182,6 +185,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		batch:    newBatch(cfg.Partitions),
 		applied:  make(chan struct{}),
 		gen:      1,
+		ended:    make(chan struct{}, 1),
 	}
 	en.tx.en = en
 	return en
@@ -226,28 +230,31 @@ func (en *Engine) Run(ctx context.Context) error {
 			}
 		})
 	}()
-	for {
-		// The end of a commit in flight is waited for here too, so that
-		// the reactor hears of it, and an urgent batch starts its commit,
-		// without waiting for the next message.
-		var committed <-chan struct{}
+	// commit runs fn under the lock; an error stops the reader.
+	commit := func(fn func() error) error {
 		en.mu.Lock()
-		if en.inflight != nil {
-			committed = en.inflight.done
-		}
+		err := fn()
 		en.mu.Unlock()
+		if err != nil {
+			stopRead()
+			<-readErr
+		}
+		return err
+	}
+	for {
 		select {
-		case <-committed:
-			en.mu.Lock()
-			err := en.awaitCommitLocked()
-			if err == nil && en.urgent {
+		case <-en.ended:
+			// A commit in the background ended: the reactor hears of it,
+			// and an urgent batch that waited for it commits, without
+			// waiting for the next message.
+			err := commit(func() error {
+				if err := en.pollCommitLocked(); err != nil || !en.urgent || en.inflight != nil {
+					return err
+				}
 				en.urgent = false
-				err = en.commitLocked(ctx, true)
-			}
-			en.mu.Unlock()
+				return en.commitLocked(ctx, true)
+			})
 			if err != nil {
-				stopRead()
-				<-readErr
 				return err
 			}
 		case pm, ok := <-ready:
@@ -263,12 +270,7 @@ func (en *Engine) Run(ctx context.Context) error {
 				return err
 			}
 		case <-tick.C:
-			en.mu.Lock()
-			err := en.commitLocked(ctx, true)
-			en.mu.Unlock()
-			if err != nil {
-				stopRead()
-				<-readErr
+			if err := commit(func() error { return en.commitLocked(ctx, true) }); err != nil {
 				return err
 			}
 		case err := <-readErr:
@@ -737,6 +739,10 @@ func (en *Engine) commitLocked(ctx context.Context, background bool) error {
 		go func() {
 			c.err = en.store.Commit(context.WithoutCancel(ctx), c.batch)
 			close(c.done)
+			select {
+			case en.ended <- struct{}{}:
+			default: // one is pending
+			}
 		}()
 		return nil
 	}
