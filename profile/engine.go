@@ -12,6 +12,7 @@
 package profile
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -166,11 +167,14 @@ type Engine struct {
 	keysPending bool
 	positions   []uint64
 	stats       Stats
-	applied     chan struct{} // closed when stats.AppliedSeq moves
-	err         error         // a failed flush: the engine stops
-	reactor     Reactor
-	tx          Tx   // the Tx of every call into the reactor (the lock is held)
-	urgent      bool // the batch is to commit as soon as it can (Tx.Urgent)
+	// waiters are the WaitApplied calls, by the sequence they wait for;
+	// each is woken once (a reader that waits while the consumer lags
+	// does not take the lock for every message applied).
+	waiters []waiter
+	err     error // a failed flush: the engine stops
+	reactor Reactor
+	tx      Tx   // the Tx of every call into the reactor (the lock is held)
+	urgent  bool // the batch is to commit as soon as it can (Tx.Urgent)
 }
 
 // NewEngine makes an engine over a store; Run consumes the log.
@@ -183,7 +187,6 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
 		batch:    newBatch(cfg.Partitions),
-		applied:  make(chan struct{}),
 		gen:      1,
 		ended:    make(chan struct{}, 1),
 	}
@@ -416,8 +419,7 @@ func (en *Engine) applyPrepared(ctx context.Context, pm *prepared, background bo
 	}
 	en.stats.AppliedSeq = max(en.stats.AppliedSeq, m.Seq)
 	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq
-	close(en.applied)
-	en.applied = make(chan struct{})
+	en.wakeLocked()
 	full := len(en.batch.Events) >= en.cfg.FlushEvents || len(en.dirty) >= en.cfg.FlushDirty
 	if en.urgent || full {
 		if background && !full && !en.batch.Durable && en.inflight != nil {
@@ -442,8 +444,7 @@ func (en *Engine) loadPositionsLocked(ctx context.Context) error {
 	en.positions = pos[:en.cfg.Partitions]
 	if seq := pos[en.cfg.Partitions]; seq > en.stats.AppliedSeq {
 		en.stats.AppliedSeq = seq
-		close(en.applied)
-		en.applied = make(chan struct{})
+		en.wakeLocked()
 	}
 	return nil
 }
@@ -922,20 +923,48 @@ func (en *Engine) Stats() Stats {
 
 // WaitApplied returns once the engine has applied the log up to seq.
 func (en *Engine) WaitApplied(ctx context.Context, seq uint64) error {
-	for {
+	en.mu.Lock()
+	if en.err != nil || en.stats.AppliedSeq >= seq {
+		err := en.err
+		en.mu.Unlock()
+		return err
+	}
+	w := waiter{seq: seq, woken: make(chan struct{})}
+	// Readers ask for the log's end, which only grows: the usual place is
+	// the end.
+	i, _ := slices.BinarySearchFunc(en.waiters, seq, func(w waiter, seq uint64) int { return cmp.Compare(w.seq, seq) })
+	en.waiters = slices.Insert(en.waiters, i, w)
+	en.mu.Unlock()
+	select {
+	case <-w.woken:
 		en.mu.RLock()
-		cur, ch, err := en.stats.AppliedSeq, en.applied, en.err
-		en.mu.RUnlock()
-		if err != nil {
-			return err
+		defer en.mu.RUnlock()
+		return en.err
+	case <-ctx.Done():
+		en.mu.Lock()
+		if i := slices.IndexFunc(en.waiters, func(x waiter) bool { return x.woken == w.woken }); i >= 0 {
+			en.waiters = slices.Delete(en.waiters, i, i+1)
 		}
-		if cur >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		en.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// waiter is a WaitApplied call: woken is closed once the log is applied
+// through seq.
+type waiter struct {
+	seq   uint64
+	woken chan struct{}
+}
+
+// wakeLocked wakes the waiters that the applied sequence has reached.
+func (en *Engine) wakeLocked() {
+	n := 0
+	for n < len(en.waiters) && en.waiters[n].seq <= en.stats.AppliedSeq {
+		close(en.waiters[n].woken)
+		n++
+	}
+	if n > 0 {
+		en.waiters = slices.Delete(en.waiters, 0, n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -463,5 +464,50 @@ func TestRestartKnowsWhatIsApplied(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Readers waiting for their writes are each woken once the log is applied
+// through the sequence they wait for, not before; one that gives up leaves
+// no waiter behind.
+func TestWaitAppliedWakesEachReaderAtItsSequence(t *testing.T) {
+	h := newHarness(t, profile.Config{})
+	var msgs []bus.Message
+	for i := range 6 {
+		msgs = append(msgs, h.seal(ev(nudge.Track, fmt.Sprint("w", i), i, func(e *nudge.Event) { e.UserID, e.Event = "u", "E" }))...)
+	}
+	woken := make([]chan error, len(msgs))
+	for i := len(msgs) - 1; i >= 0; i-- { // out of order: the list keeps them sorted
+		woken[i] = make(chan error, 1)
+		go func() { woken[i] <- h.en.WaitApplied(context.Background(), msgs[i].Seq) }()
+	}
+	for profile.Waiters(h.en) < len(msgs) {
+		runtime.Gosched()
+	}
+	gaveUp, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.en.WaitApplied(gaveUp, msgs[len(msgs)-1].Seq+10); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a reader that gave up: %v", err)
+	}
+	for i, m := range msgs {
+		select {
+		case err := <-woken[i]:
+			t.Fatalf("reader of sequence %d woken (%v) before it was applied", m.Seq, err)
+		default:
+		}
+		if err := h.en.Apply(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-woken[i]:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("reader of sequence %d not woken once it was applied", m.Seq)
+		}
+	}
+	if n := profile.Waiters(h.en); n != 0 {
+		t.Fatalf("%d waiters left", n)
 	}
 }

@@ -309,6 +309,11 @@ func (l *Log) wantStreamConfig() jetstream.StreamConfig {
 		MaxBytes:    -1,
 		MaxMsgSize:  -1,
 		Duplicates:  DuplicateWindow,
+		// Get reads a message by the direct API: the raw message instead
+		// of a JSON answer holding it in base64 (a profile read fetches
+		// its recent events this way). Replicas would answer too, possibly
+		// before they hold a message: only with one.
+		AllowDirect: l.cfg.Replicas <= 1,
 		Metadata:    map[string]string{metaPartitions: strconv.Itoa(l.cfg.Partitions)},
 	}
 }
@@ -345,9 +350,11 @@ func (l *Log) ensureStream(ctx context.Context) error {
 		if !slices.Equal(have.Subjects, want.Subjects) {
 			return fmt.Errorf("jetstream: stream %s has subjects %v, config asks for %v", want.Name, have.Subjects, want.Subjects)
 		}
-		if have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates || have.Replicas != want.Replicas {
+		if have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates || have.Replicas != want.Replicas ||
+			have.AllowDirect != want.AllowDirect {
 			upd := have
 			upd.MaxAge, upd.Duplicates, upd.Replicas = want.MaxAge, want.Duplicates, want.Replicas
+			upd.AllowDirect = want.AllowDirect
 			if s, err = l.js.UpdateStream(ctx, upd); err != nil {
 				return fmt.Errorf("jetstream: update stream %s: %w", want.Name, err)
 			}
