@@ -858,7 +858,9 @@ type sealScratch struct {
 func (en *Engine) seal(sc *sealScratch, p *Profile, rec *Record) (keyPending bool, err error) {
 	sc.plain = appendProfile(&sc.w, sc.plain[:0], p)
 	if need := len(sc.plain) + shred.Overhead; cap(sc.slab)-len(sc.slab) < need {
-		sc.slab = make([]byte, 0, max(need, 64<<10))
+		// Slabs grow from 4 KiB to 64 KiB: a commit of a few profiles
+		// (an urgent one) does not take 64 KiB for them.
+		sc.slab = make([]byte, 0, max(need, min(2*cap(sc.slab), 64<<10), 4<<10))
 	}
 	// A key that ingest made is in the WAL records until the keyring is
 	// synced: only a key made here must be synced before the commit.
