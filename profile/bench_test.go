@@ -24,6 +24,18 @@ import (
 // over 100,000 known customers (the worst case for caching), applied and
 // committed as the consumer does. One op is one event.
 func BenchmarkApplyFromLog(b *testing.B) {
+	benchApplyFromLog(b, profile.Config{})
+}
+
+// BenchmarkApplyFromLogCold is BenchmarkApplyFromLog with the engine
+// caching 1% of the customers: nearly every event reads its customer's
+// links and profile from the store, as over a million customers.
+func BenchmarkApplyFromLogCold(b *testing.B) {
+	benchApplyFromLog(b, profile.Config{CacheProfiles: 1000})
+}
+
+func benchApplyFromLog(b *testing.B, cfg profile.Config) {
+	cfg.Partitions = parts
 	dir := b.TempDir()
 	keys, err := shred.Open(filepath.Join(dir, "keys"))
 	if err != nil {
@@ -36,7 +48,7 @@ func BenchmarkApplyFromLog(b *testing.B) {
 	}
 	defer store.Close()
 	log := &memLog{}
-	en := profile.NewEngine(profile.Config{Partitions: parts}, store, keys, log, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	en := profile.NewEngine(cfg, store, keys, log, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	const customers, perMessage = 100_000, 500
 	props := json.RawMessage(`{"product_id":"sku-12345","name":"Trail running shoe, waterproof","category":"Shoes","price":129.95,"currency":"EUR","url":"https://shop.example/p/sku-12345","image_url":"https://cdn.example/i/sku-12345.jpg","position":3}`)
