@@ -44,7 +44,8 @@ type Config struct {
 	// an email seen with a second user id is not merged. Alias calls link
 	// user ids explicitly, up to MaxIdentities.
 	MaxUserIDs int
-	// CacheProfiles bounds the profiles held in memory (default 100,000).
+	// CacheProfiles bounds the profiles held in memory (default 100,000),
+	// and as many extension values (a reactor's state, see Tx.Get).
 	CacheProfiles int
 	// FlushEvents, FlushDirty (changed profiles) and FlushEvery bound what
 	// is applied but not committed (defaults 100,000, 20,000 and 1 s): what
@@ -149,9 +150,14 @@ type Engine struct {
 	mu       sync.RWMutex
 	profiles map[shred.Pseudonym]*Profile // by profile id
 	links    map[Ref]Ref                  // identifier -> profile, cached or changed
-	dirty    map[shred.Pseudonym]*Profile
-	deleted  map[Ref]bool // profile records deleted by the batch
-	batch    *Batch       // what is applied and not committed or committing
+	// ext caches committed extension values (nil: none) that Tx.Get read,
+	// and keeps them up to date as commits land: a reactor reads its customer's state for every
+	// event (journeys: the customer's record), which was the consumer's
+	// costliest store read.
+	ext     map[string][]byte
+	dirty   map[shred.Pseudonym]*Profile
+	deleted map[Ref]bool // profile records deleted by the batch
+	batch   *Batch       // what is applied and not committed or committing
 	// inflight is the batch the store commits in the background, or nil.
 	// Nothing writes to it; the caches keep what it holds (evictLocked runs
 	// once it is committed), and reads of extension keys and histories see
@@ -159,8 +165,9 @@ type Engine struct {
 	inflight *commit
 	spare    *commit // a committed batch and its deleted map, for reuse
 	// gen is the generation of batch (see Committer); a commit takes it
-	// with the batch.
-	gen uint64
+	// with the batch. committed is the last generation in the store.
+	gen       uint64
+	committed uint64
 	// ended is kicked when a commit in the background ends (Run finishes
 	// it; a kick for a commit already finished is harmless).
 	ended       chan struct{}
@@ -184,6 +191,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		cfg: cfg, store: store, keys: keys, log: log, logger: logger,
 		profiles: make(map[shred.Pseudonym]*Profile),
 		links:    make(map[Ref]Ref),
+		ext:      make(map[string][]byte),
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
 		batch:    newBatch(cfg.Partitions),
@@ -766,8 +774,16 @@ func (en *Engine) awaitCommitLocked() error {
 		return c.err
 	}
 	en.stats.Flushes++
+	en.committed = c.gen
 	if r, ok := en.reactor.(Committer); ok {
 		r.Committed(c.gen)
+	}
+	for k, v := range c.batch.Ext {
+		// Only keys read: a reactor writes many it never reads back
+		// (journeys: timers, send jobs).
+		if _, cached := en.ext[k]; cached {
+			en.ext[k] = v // the batch gives up its values on Reset
+		}
 	}
 	c.batch.Reset()
 	clear(c.deleted)
@@ -890,6 +906,16 @@ func (en *Engine) evictLocked() {
 				continue
 			}
 			delete(en.profiles, id)
+			n--
+		}
+	}
+	if n := len(en.ext) - en.cfg.CacheProfiles; n > 0 {
+		n += en.cfg.CacheProfiles / 10
+		for k := range en.ext {
+			if n == 0 {
+				break
+			}
+			delete(en.ext, k)
 			n--
 		}
 	}
