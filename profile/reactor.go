@@ -48,12 +48,25 @@ type Tx struct {
 	en *Engine
 }
 
-// Get returns the value of an extension key.
+// Get returns the value of an extension key. The caller must not modify
+// it.
 func (tx *Tx) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
-	if v, ok := tx.en.pendingExt(string(key)); ok {
+	en := tx.en
+	if v, ok := en.pendingExt(string(key)); ok {
 		return v, v != nil, nil
 	}
-	return tx.en.store.Ext(ctx, key)
+	// What is neither in the batch nor in flight is in the store, and the
+	// cache holds the store's values: every commit that lands updates it
+	// (under the lock this runs under).
+	if v, ok := en.ext[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	v, ok, err := en.store.Ext(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	en.ext[string(key)] = v // nil when !ok
+	return v, ok, nil
 }
 
 // pendingExt returns the uncommitted write of an extension key (nil: a
@@ -160,8 +173,11 @@ func (tx *Tx) Profile(ctx context.Context, id Ref) (*Profile, error) {
 func (tx *Tx) Touch(p *Profile) { tx.en.dirty[p.ID.P] = p }
 
 // Do runs fn with a Tx under the engine's lock, as if it were reacting to
-// an event (timers that fire, changes from the admin API), and commits at
-// once when fn called Urgent.
+// an event (timers that fire, changes from the admin API), and when fn
+// called Urgent (or Durable) returns once what it wrote is committed. The
+// commit runs without the lock, so the consumer applies the log meanwhile
+// (the send workers record outcomes this way, and a durable commit waits
+// for the disk).
 func (en *Engine) Do(ctx context.Context, fn func(tx *Tx) error) error {
 	en.mu.Lock()
 	defer en.mu.Unlock()
@@ -171,9 +187,28 @@ func (en *Engine) Do(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := fn(&en.tx); err != nil {
 		return err
 	}
-	if en.urgent {
-		en.urgent = false
-		return en.flushLocked(ctx)
+	if !en.urgent {
+		return nil
+	}
+	gen := en.gen // the batch fn wrote into
+	for en.committed < gen {
+		if en.inflight == nil {
+			en.urgent = false
+			if err := en.commitLocked(ctx, true); err != nil {
+				return err
+			}
+			if en.inflight == nil {
+				return nil // the batch was empty
+			}
+		}
+		done := en.inflight.done // the commit is reused once finished
+		en.mu.Unlock()
+		<-done
+		en.mu.Lock()
+		// Run may have finished it already (it is told by ended).
+		if err := en.pollCommitLocked(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
