@@ -26,7 +26,7 @@ until [ "$(metric 'nudge_consumer_lag_messages{consumer="profiles"}')" = 0 ]; do
 done
 echo "caught up $(( $(date +%s) - start )) s after the load ended; profiles created: $(metric nudge_profiles_created_total)"
 echo "nudge RSS $(( $(metric process_resident_memory_bytes | awk '{printf "%d", $1}') / 1048576 )) MB"
-du -sh "$DATA/d" "$DATA/d"/*
+du -sh "$DATA/d"; du -sh "$DATA/d"/* # two calls: one du counts a directory once
 "$DATA/nudge-load" probe --url http://127.0.0.1:18282 --admin-token adm --users "$USERS" --rate 50 --duration 60s &
 PROBE=$!
 "$DATA/nudge-load" run --url http://127.0.0.1:18282 --write-key load --users "$USERS" --rate 100 --duration 60s --warmup 0s >/dev/null
