@@ -151,9 +151,9 @@ type Engine struct {
 	profiles map[shred.Pseudonym]*Profile // by profile id
 	links    map[Ref]Ref                  // identifier -> profile, cached or changed
 	// ext caches committed extension values (nil: none) that Tx.Get read,
-	// and keeps them up to date as commits land: a reactor reads its customer's state for every
-	// event (journeys: the customer's record), which was the consumer's
-	// costliest store read.
+	// kept up to date as commits land: a reactor reads its customer's
+	// state for every event (journeys: the customer's record), which was
+	// the consumer's costliest store read.
 	ext     map[string][]byte
 	dirty   map[shred.Pseudonym]*Profile
 	deleted map[Ref]bool // profile records deleted by the batch
