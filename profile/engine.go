@@ -644,9 +644,19 @@ func (en *Engine) setLink(id, profile Ref) {
 func (en *Engine) profileOf(ctx context.Context, id Ref, cache bool) (*Profile, error) {
 	pid, ok := en.links[id]
 	if !ok {
-		var err error
-		pid, ok, err = en.store.Link(ctx, id)
-		if err != nil || !ok {
+		// Most identifiers are their profile's id (a customer known by
+		// one user id): a stored profile with that id is the profile, and
+		// the store need not be asked for the link. A profile record is
+		// stored under its id only while the id is the profile's: a merge
+		// or a better id deletes it in the batch that moves the links.
+		p, err := en.load(ctx, id, cache)
+		if err != nil || p != nil {
+			if p != nil && cache {
+				en.links[id] = id
+			}
+			return p, err
+		}
+		if pid, ok, err = en.store.Link(ctx, id); err != nil || !ok {
 			return nil, err
 		}
 		if cache {
