@@ -511,3 +511,39 @@ func TestWaitAppliedWakesEachReaderAtItsSequence(t *testing.T) {
 		t.Fatalf("%d waiters left", n)
 	}
 }
+
+// With nothing cached (a restart after a commit), every identifier of a
+// merged profile finds it, whether it is the profile's id (one read of the
+// profile) or was the id of a profile merged away (its record is gone, so
+// the link leads on); and a later event of each lands on that profile.
+func TestColdLookupsFindTheMergedProfile(t *testing.T) {
+	h := newHarness(t, profile.Config{})
+	for _, e := range crossDevice() {
+		h.send(e)
+		h.flush() // each profile an anonymous id had is stored before it merges
+	}
+	want := canonical(t, h.find("user-42"))
+	for i, id := range []string{"phone-anon", "desk-anon", "user-42", "ANN@example.com"} {
+		h.store.Close()
+		h.open() // nothing cached
+		if got := canonical(t, h.find(id)); got != want {
+			t.Fatalf("looked up by %s with nothing cached:\n%s\nwant\n%s", id, got, want)
+		}
+		h.store.Close()
+		h.open()
+		h.send(ev(nudge.Track, fmt.Sprint("late", i), 100+i, func(e *nudge.Event) {
+			e.Event = "Late"
+			if id == "user-42" || id == "ANN@example.com" {
+				e.UserID = "user-42"
+			} else {
+				e.AnonymousID = id
+			}
+		}))
+		h.flush()
+		p := h.find("user-42")
+		if n := p.State.Counts["Late"]; n != int64(i+1) {
+			t.Fatalf("after a late event by %s: %d late events on the profile, want %d (identities %+v)", id, n, i+1, p.Identities)
+		}
+		want = canonical(t, p)
+	}
+}
