@@ -906,41 +906,34 @@ func (en *Engine) seal(sc *sealScratch, p *Profile, rec *Record) (keyPending boo
 // the store. Map iteration order is random enough to make this a random
 // eviction.
 func (en *Engine) evictLocked() {
-	if n := len(en.profiles) - en.cfg.CacheProfiles; n > 0 {
-		n += en.cfg.CacheProfiles / 10
-		for id, p := range en.profiles {
-			if n == 0 {
-				break
-			}
-			if en.dirty[p.ID.P] == p {
-				continue
-			}
-			delete(en.profiles, id)
-			n--
-		}
+	slack := en.cfg.CacheProfiles / 10 // evict a tenth more, to evict less often
+	evict(en.profiles, en.cfg.CacheProfiles, slack, func(_ shred.Pseudonym, p *Profile) bool {
+		return en.dirty[p.ID.P] == p
+	})
+	evict(en.ext, en.cfg.CacheProfiles, slack, nil)
+	evict(en.links, 4*en.cfg.CacheProfiles, slack, func(id, _ Ref) bool {
+		_, changed := en.batch.Link[id]
+		return changed
+	})
+}
+
+// evict deletes entries of m, in map order, until it holds bound-slack,
+// when it holds more than bound; keep (if not nil) spares entries.
+func evict[K comparable, V any](m map[K]V, bound, slack int, keep func(K, V) bool) {
+	n := len(m) - bound
+	if n <= 0 {
+		return
 	}
-	if n := len(en.ext) - en.cfg.CacheProfiles; n > 0 {
-		n += en.cfg.CacheProfiles / 10
-		for k := range en.ext {
-			if n == 0 {
-				break
-			}
-			delete(en.ext, k)
-			n--
+	n += slack
+	for k, v := range m {
+		if n == 0 {
+			return
 		}
-	}
-	if n := len(en.links) - 4*en.cfg.CacheProfiles; n > 0 {
-		n += en.cfg.CacheProfiles / 10
-		for id := range en.links {
-			if n == 0 {
-				break
-			}
-			if _, changed := en.batch.Link[id]; changed {
-				continue
-			}
-			delete(en.links, id)
-			n--
+		if keep != nil && keep(k, v) {
+			continue
 		}
+		delete(m, k)
+		n--
 	}
 }
 

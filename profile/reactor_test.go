@@ -1,6 +1,7 @@
 package profile_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -47,6 +48,38 @@ func (c *counter) Merged(ctx context.Context, tx *profile.Tx, from, to profile.R
 func (c *counter) Erased(_ context.Context, tx *profile.Tx, er *profile.Erasure) error {
 	c.erasures++
 	tx.Delete(key(er.Profile))
+	return nil
+}
+
+// freshCounter is the counter reactor, which checks that every read
+// returns what it wrote last.
+type freshCounter struct {
+	counter
+	t    *testing.T
+	last map[string][]byte
+}
+
+func (c *freshCounter) React(ctx context.Context, tx *profile.Tx, p *profile.Profile, e *nudge.Event) error {
+	k := key(p.ID)
+	if v, _, err := tx.Get(ctx, k); err != nil {
+		return err
+	} else if !bytes.Equal(v, c.last[string(k)]) {
+		c.t.Errorf("event %s: read %q, last wrote %q", e.MessageID, v, c.last[string(k)])
+	}
+	if err := c.counter.React(ctx, tx, p, e); err != nil {
+		return err
+	}
+	v, _, _ := tx.Get(ctx, k)
+	c.last[string(k)] = v
+	return nil
+}
+
+func (c *freshCounter) Merged(ctx context.Context, tx *profile.Tx, from, to profile.Ref) error {
+	if err := c.counter.Merged(ctx, tx, from, to); err != nil {
+		return err
+	}
+	v, _, _ := tx.Get(ctx, key(to))
+	c.last[string(key(to))], c.last[string(key(from))] = v, nil
 	return nil
 }
 
