@@ -397,7 +397,13 @@ steps:
 		p = start(t, data, "--journeys", js)
 		running.Store(p)
 		eventually(t, 30*time.Second, "the resend", func() bool { mu.Lock(); defer mu.Unlock(); return len(keys) == 2 })
-		code, body := p.admin(http.MethodGet, "/v1/journeys/hook/stats")
+		// The receiver has the resend before nudge records its answer.
+		var code int
+		var body string
+		eventually(t, 30*time.Second, "the resend recorded as sent", func() bool {
+			code, body = p.admin(http.MethodGet, "/v1/journeys/hook/stats")
+			return code != 200 || strings.Contains(body, `"sent":`)
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		if keys[0] == "" || keys[0] != keys[1] {
