@@ -30,6 +30,9 @@ type Config struct {
 	LogFormat   string        `yaml:"log_format"` // "text" or "json"
 	LogLevel    string        `yaml:"log_level"`
 	Shutdown    time.Duration `yaml:"shutdown_timeout"`
+	// Debug is the listen address of Go's profiler (net/http/pprof);
+	// empty serves none.
+	Debug string `yaml:"debug_addr"`
 	// IdentityTraits are the traits besides email whose values identify a
 	// person across profiles.
 	IdentityTraits []string `yaml:"identity_traits"`
@@ -95,6 +98,7 @@ func flags(name string, cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.Shutdown, "shutdown-timeout", cfg.Shutdown, "how long a graceful shutdown may take")
+	fs.StringVar(&cfg.Debug, "debug-addr", cfg.Debug, "listen address of Go's profiler (/debug/pprof/), for operators; keep it on loopback; empty: off")
 	fs.StringVar(&cfg.Journeys, "journeys", cfg.Journeys, "directory of journey files (YAML); empty: the shipped examples")
 	fs.Var(&listFlag{list: &cfg.IdentityTraits}, "identity-trait", "a trait that identifies a person besides email (default phone); repeatable (env: comma-separated)")
 	channelFlags(fs, &cfg.Channels)
@@ -171,6 +175,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
+	}
+	if _, _, err := net.SplitHostPort(c.Debug); c.Debug != "" && err != nil {
+		errs = append(errs, fmt.Errorf("debug_addr: %q is not host:port: %w", c.Debug, err))
 	}
 	if c.Data == "" {
 		errs = append(errs, errors.New("data: must not be empty"))

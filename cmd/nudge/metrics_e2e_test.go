@@ -126,6 +126,20 @@ func TestHealthzAndReadyz(t *testing.T) {
 	}
 }
 
+// TestProfilerOnItsOwnAddress: --debug-addr serves Go's profiler there,
+// and never on the API's address.
+func TestProfilerOnItsOwnAddress(t *testing.T) {
+	debug := freePort(t)
+	p := start(t, t.TempDir(), "--debug-addr", debug)
+	code, body := do(t, mustRequest(t, http.MethodGet, "http://"+debug+"/debug/pprof/goroutine?debug=1"))
+	if code != 200 || !strings.Contains(body, "profile.(*Engine).Run") {
+		t.Fatalf("GET goroutine profile on --debug-addr = %d, without the profile consumer's goroutine:\n%.300s", code, body)
+	}
+	if code, _ := do(t, mustRequest(t, http.MethodGet, p.url+"/debug/pprof/goroutine?debug=1")); code == 200 {
+		t.Fatal("the profiler answers on the API's address too")
+	}
+}
+
 // TestMetricsCountEvents sends good events, a duplicate, bad requests and an
 // event of an erased person, and finds each counted exactly once.
 func TestMetricsCountEvents(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -226,6 +227,13 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	}()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
+	if cfg.Debug != "" {
+		stopDebug, err := serveDebug(cfg.Debug, logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	logger.Info("nudge started", "version", buildVersion(), "http", ln.Addr().String(), "journeys", len(js),
 		"data", cfg.Data, "event_log", logKind(cfg), "partitions", cfg.Partitions, "durability", cfg.Durability)
 	fmt.Fprintf(stdout, "nudge listening on http://%s\n", ln.Addr())
@@ -268,6 +276,30 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// serveDebug serves Go's profiler on its own listener, so that it is
+// never reachable where the API is: a profile shows memory and timing
+// that an admin token does not need to expose.
+func serveDebug(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug_addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("debug listener stopped", "err", err)
+		}
+	}()
+	logger.Info("profiler listening", "debug_addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 func logKind(cfg Config) string {
