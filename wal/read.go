@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -23,6 +24,7 @@ var readers = sync.Pool{New: func() any { return &reader{br: bufio.NewReaderSize
 // span is the part of one segment that a Read covers.
 type span struct {
 	base       uint64
+	seal       uint32
 	start, end int64 // file offsets: the first record to look at, the end of committed records
 }
 
@@ -54,6 +56,13 @@ func (w *WAL) Read(from uint64, fn func(pos uint64, rec []byte) error) (next uin
 		w.mu.Unlock()
 		return from, nil
 	}
+	w.reads = append(w.reads, from)
+	defer func() {
+		w.mu.Lock()
+		i := slices.Index(w.reads, from)
+		w.reads = slices.Delete(w.reads, i, i+1)
+		w.mu.Unlock()
+	}()
 	// The segment holding from: the last one whose base is <= from.
 	i := sort.Search(len(w.segs), func(i int) bool { return w.segs[i].base > from }) - 1
 	i = max(i, 0)
@@ -71,7 +80,7 @@ func (w *WAL) Read(from uint64, fn func(pos uint64, rec []byte) error) (next uin
 		if j == i {
 			start = w.startHintLocked(s, from)
 		}
-		spans = append(spans, span{base: s.base, start: int64(start - s.base), end: int64(limit - s.base)})
+		spans = append(spans, span{base: s.base, seal: s.seal, start: int64(start - s.base), end: int64(limit - s.base)})
 	}
 	w.mu.Unlock()
 
@@ -140,7 +149,7 @@ func (w *WAL) readSpan(rd *reader, sp span, from uint64, fn func(uint64, []byte)
 		if _, err := io.ReadFull(rd.br, rec); err != nil {
 			return corrupt("reading record", err)
 		}
-		if crc32.Checksum(rec, castagnoli) != sum {
+		if crc32.Checksum(rec, castagnoli)^sp.seal != sum {
 			return corrupt("checksum mismatch", nil)
 		}
 		if err := fn(pos, rec); err != nil {

@@ -5,8 +5,10 @@
 // Concurrent Appends share the cost: a single writer goroutine takes every
 // record queued while the previous round was being synced and writes them
 // with one write and one fdatasync (group commit). A forwarder follows the
-// log with Committed and Read and deletes what it has forwarded with
-// TruncateBefore.
+// log with Committed and Read and retires what it has forwarded with
+// TruncateBefore: two retired segment files are kept as spares and reused
+// for the next segments, because deleting a file TRIMs its blocks on a
+// disk mounted with discard, which stalls the group commit's fdatasyncs.
 //
 // Every record has a position: a byte address (segment base + offset in the
 // segment) that is strictly increasing in Append order, across restarts and
@@ -44,6 +46,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -125,6 +128,12 @@ type WAL struct {
 	space     chan struct{} // closed when queued shrinks, or on Close
 	free      []*chunk
 	stats     Stats
+	spares    []uint64 // bases the spare files are named after, ascending
+	maxSpares int      // 2; 0 deletes every retired segment (a benchmark's baseline)
+	// shredFloor is the base of the last segment begun by
+	// AppendInNewSegment: no segment before it is recycled.
+	shredFloor uint64
+	reads      []uint64 // the from of each Read in progress
 
 	// Owned by the writer goroutine (and by Open and Close before and after
 	// it runs).
@@ -133,11 +142,14 @@ type WAL struct {
 	off    int64    // end of its durable records
 	size   int64    // its file size
 	broken bool     // a round failed in it: start a new segment before writing
+	seal   uint32   // its records' seal
+	stale  bool     // it is a recycled file: old bytes follow its records
 	zeros  []byte
 }
 
 type segment struct {
 	base  uint64
+	seal  uint32
 	hints []uint64 // known record starts, ascending, about hintGap apart
 }
 
@@ -213,7 +225,7 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 func openLocked(dir string, opts Options, ops fileOps) (*WAL, error) {
-	bases, err := listSegments(dir)
+	bases, spares, err := listSegments(dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
@@ -227,13 +239,15 @@ func openLocked(dir string, opts Options, ops fileOps) (*WAL, error) {
 		changed:   make(chan struct{}),
 		space:     make(chan struct{}),
 		zeros:     make([]byte, 64<<10),
+		maxSpares: 2,
 	}
 	w.recovered.Segments = len(bases)
 	if len(bases) == 0 {
-		f, err := createSegment(dir, 0, opts.SegmentSize, opts.NoSync, &w.ops)
+		f, err := createSegment(dir, 0, opts.SegmentSize, 0, "", opts.NoSync, &w.ops)
 		if err != nil {
 			return nil, err
 		}
+		w.seal = segHeader{version: formatVersion}.seal(0)
 		if !opts.NoSync {
 			// The directory itself may be new.
 			if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
@@ -242,24 +256,42 @@ func openLocked(dir string, opts Options, ops fileOps) (*WAL, error) {
 			}
 		}
 		w.f, w.base, w.off, w.size = f, 0, headerSize, opts.SegmentSize
-		w.segs = []*segment{{base: 0}}
+		w.segs = []*segment{{base: 0, seal: w.seal}}
 	} else {
 		for i, base := range bases[:len(bases)-1] {
 			if bases[i+1] < base+headerSize {
 				return nil, fmt.Errorf("wal: segments %s and %s overlap", segName(base), segName(bases[i+1]))
 			}
-			if err := readSegHeader(filepath.Join(dir, segName(base)), base); err != nil {
+			sh, err := readSegHeader(filepath.Join(dir, segName(base)), base)
+			if err != nil {
 				return nil, err
 			}
-			w.segs = append(w.segs, &segment{base: base})
+			if sh.flags&flagShred != 0 {
+				w.shredFloor = base
+			}
+			w.segs = append(w.segs, &segment{base: base, seal: sh.seal(base)})
 		}
 		base := bases[len(bases)-1]
-		f, end, size, hints, err := recoverSegment(filepath.Join(dir, segName(base)), base, opts.SegmentSize, opts.NoSync, &w.ops, &w.recovered)
+		f, sh, end, size, hints, err := recoverSegment(filepath.Join(dir, segName(base)), base, opts.SegmentSize, opts.NoSync, &w.ops, &w.recovered)
 		if err != nil {
 			return nil, err
 		}
-		w.f, w.base, w.off, w.size = f, base, end, size
-		w.segs = append(w.segs, &segment{base: base, hints: hints})
+		if sh.flags&flagShred != 0 {
+			w.shredFloor = base
+		}
+		w.f, w.base, w.off, w.size, w.seal = f, base, end, size, sh.seal(base)
+		w.segs = append(w.segs, &segment{base: base, seal: w.seal, hints: hints})
+	}
+	// Spares made before the last shredding boundary go; so do those past
+	// the bound, oldest first.
+	for i, base := range spares {
+		if base < w.shredFloor || len(spares)-i > w.maxSpares {
+			if err := os.Remove(filepath.Join(dir, spareName(base))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("wal: %w", err)
+			}
+			continue
+		}
+		w.spares = append(w.spares, base)
 	}
 	w.committed = w.base + uint64(w.off)
 	w.recovered.End = w.committed
@@ -399,9 +431,12 @@ func (w *WAL) Committed() (end uint64, changed <-chan struct{}) {
 	return w.committed, w.changed
 }
 
-// TruncateBefore deletes the segment files all of whose records lie before
-// pos (their end is <= pos). The active segment is never deleted. Reads that
-// run concurrently skip records whose segment is deleted under them.
+// TruncateBefore retires the segment files all of whose records lie before
+// pos (their end is <= pos): up to two are kept as spares for the next
+// segments, the others are deleted. The active segment is never retired.
+// Segments before one begun by AppendInNewSegment are always deleted, and
+// so are the spares made before it. Reads that run concurrently skip
+// records whose segment is retired under them.
 func (w *WAL) TruncateBefore(pos uint64) error {
 	w.mu.Lock()
 	if w.closed {
@@ -414,11 +449,26 @@ func (w *WAL) TruncateBefore(pos uint64) error {
 	}
 	victims := w.segs[:i]
 	w.segs = append([]*segment(nil), w.segs[i:]...)
+	// A segment a Read in progress may still read is deleted, never
+	// reused: an open file keeps a deleted file's bytes, not a reused one's.
+	reading := uint64(math.MaxUint64)
+	for _, from := range w.reads {
+		reading = min(reading, from)
+	}
+	next := w.segs[0].base
 	w.mu.Unlock()
 
 	var errs []error
-	for _, s := range victims {
-		if err := os.Remove(filepath.Join(w.dir, segName(s.base))); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for k, s := range victims {
+		end := next
+		if k+1 < len(victims) {
+			end = victims[k+1].base
+		}
+		path := filepath.Join(w.dir, segName(s.base))
+		if end <= reading && w.retire(path, s.base) {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -431,6 +481,37 @@ func (w *WAL) TruncateBefore(pos uint64) error {
 		return fmt.Errorf("wal: truncate: %w", err)
 	}
 	return nil
+}
+
+// retire renames the segment file of base at path to a spare if there is
+// room for one, it has the size of a segment and it is not before the
+// shredding boundary. It reports whether it did.
+func (w *WAL) retire(path string, base uint64) bool {
+	w.mu.Lock()
+	ok := len(w.spares) < w.maxSpares && base >= w.shredFloor
+	w.mu.Unlock()
+	if !ok {
+		return false
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != w.opts.SegmentSize {
+		return false
+	}
+	spare := filepath.Join(w.dir, spareName(base))
+	if err := os.Rename(path, spare); err != nil {
+		return false
+	}
+	// The boundary may have moved, or other spares come, since the check.
+	w.mu.Lock()
+	ok = len(w.spares) < w.maxSpares && base >= w.shredFloor
+	if ok {
+		w.spares = append(w.spares, base)
+		slices.Sort(w.spares)
+	}
+	w.mu.Unlock()
+	if !ok {
+		os.Remove(spare)
+	}
+	return true
 }
 
 // Close stops the WAL: it waits for the round being written (its Appends get
@@ -475,7 +556,7 @@ func (w *WAL) run() {
 			if c == nil {
 				break // queue empty
 			}
-			w.round(reqs, data, roll, newSize)
+			w.round(reqs, data, roll, roll && c.roll && reqs[0] == c.reqs[0], newSize)
 			if c.next == len(c.reqs) {
 				w.recycle(c)
 			}
@@ -543,8 +624,9 @@ func (w *WAL) recycle(c *chunk) {
 }
 
 // round writes data (the encoded records of reqs) with one write and one
-// fdatasync, then completes reqs.
-func (w *WAL) round(reqs []*request, data []byte, roll bool, newSize int64) {
+// fdatasync, then completes reqs. With roll it first starts a new segment,
+// a shredding boundary if shred.
+func (w *WAL) round(reqs []*request, data []byte, roll, shred bool, newSize int64) {
 	fail := func(err error) {
 		w.mu.Lock()
 		w.stats.Failed++
@@ -555,13 +637,18 @@ func (w *WAL) round(reqs []*request, data []byte, roll bool, newSize int64) {
 		}
 	}
 	if roll {
-		if err := w.roll(newSize); err != nil {
+		if err := w.roll(newSize, shred); err != nil {
 			fail(err)
 			return
 		}
 	}
 	start := w.base + uint64(w.off)
+	sealRecords(data, w.seal)
 	_, err := w.ops.writeAt(w.f, data, w.off)
+	if end := w.off + int64(len(data)); err == nil && w.stale && end+recHeaderSize <= w.size {
+		// Old bytes follow: a zero length ends the records.
+		_, err = w.ops.writeAt(w.f, w.zeros[:recHeaderSize], end)
+	}
 	if err == nil && !w.opts.NoSync {
 		w.mu.Lock()
 		w.stats.Syncs++
@@ -618,28 +705,52 @@ func (w *WAL) zero(off int64, n int) {
 	}
 }
 
-// roll makes a new segment of size bytes the active one. Its base is the end
-// of the active segment's durable records; if the active segment has none,
-// it is replaced (same base, same name). On error the active segment stays,
-// marked broken so that the next round tries again.
-func (w *WAL) roll(size int64) error {
+// roll makes a new segment of size bytes the active one, in a spare file if
+// there is one of that size. Its base is the end of the active segment's
+// durable records; if the active segment has none, it is replaced (same
+// base, same name). A shredding boundary (shred) is a new file, and every
+// spare is deleted. On error the active segment stays, marked broken so
+// that the next round tries again.
+func (w *WAL) roll(size int64, shred bool) error {
 	base := w.base + uint64(w.off)
 	replace := w.off == headerSize
 	if replace {
 		base = w.base
 	}
 	w.broken = true
-	f, err := createSegment(w.dir, base, size, w.opts.NoSync, &w.ops)
+	var spare string
+	var drop []uint64
+	w.mu.Lock()
+	switch {
+	case shred:
+		w.shredFloor = base
+		drop, w.spares = w.spares, nil
+	case size == w.opts.SegmentSize && len(w.spares) > 0:
+		spare = filepath.Join(w.dir, spareName(w.spares[0]))
+		w.spares = w.spares[1:]
+	}
+	w.mu.Unlock()
+	for _, b := range drop {
+		if err := os.Remove(filepath.Join(w.dir, spareName(b))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: delete spare segment: %w", err)
+		}
+	}
+	var flags uint16
+	if shred {
+		flags = flagShred
+	}
+	f, err := createSegment(w.dir, base, size, flags, spare, w.opts.NoSync, &w.ops)
 	if err != nil {
 		return err
 	}
 	old := w.f
 	w.f, w.base, w.off, w.size, w.broken = f, base, headerSize, size, false
+	w.seal, w.stale = segHeader{version: formatVersion}.seal(base), spare != ""
 	w.mu.Lock()
 	if replace {
-		w.segs[len(w.segs)-1] = &segment{base: base}
+		w.segs[len(w.segs)-1] = &segment{base: base, seal: w.seal}
 	} else {
-		w.segs = append(w.segs, &segment{base: base})
+		w.segs = append(w.segs, &segment{base: base, seal: w.seal})
 	}
 	w.mu.Unlock()
 	old.Close() // every round in it was synced
