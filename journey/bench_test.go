@@ -72,7 +72,7 @@ steps: [{id: s, exit: {}}]
 					js := states[c]
 					if roundTrip && stored[c] != nil {
 						rec := &custRecord{}
-						if err := decodeBody(rec, stored[c]); err != nil {
+						if err := decodeBody(rec, stored[c], recordV2); err != nil {
 							b.Fatal(err)
 						}
 						js = rec.journeys[0]

@@ -309,7 +309,12 @@ func encodeEvent(e *nudge.Event) []byte {
 // id, then the armed timers in the clear (due and id: an erasure deletes
 // them after the key that seals the rest is gone), then a flag and the
 // body, sealed under the profile's key when the runtime has a keyring.
-const recordV1 = 1
+// Version 2 adds where the log holds an absence trigger's last event;
+// version 1 records (written before) still decode.
+const (
+	recordV1 = 1
+	recordV2 = 2
+)
 
 func (c *custRecord) appendBody(w *wbuf) {
 	w.count(len(c.journeys))
@@ -337,6 +342,8 @@ func (c *custRecord) appendBody(w *wbuf) {
 			a := js.abs
 			w.id(a.id)
 			w.varint(a.last)
+			w.uvarint(a.at.Seq)
+			w.uvarint(uint64(a.at.Index))
 			w.bytes(a.ev)
 			w.varint(a.due)
 			w.varint(a.fired)
@@ -378,7 +385,7 @@ func (r *run) encode(w *wbuf) {
 	}
 }
 
-func decodeBody(c *custRecord, b []byte) error {
+func decodeBody(c *custRecord, b []byte, version byte) error {
 	r := newRbuf(b)
 	n := r.count()
 	c.journeys = make([]*jstate, 0, n)
@@ -395,7 +402,12 @@ func decodeBody(c *custRecord, b []byte) error {
 			js.nfb = decodeNFB(r)
 		}
 		if flags&8 != 0 {
-			js.abs = &absState{id: r.id(), last: r.varint(), ev: r.bytes(), due: r.varint(), fired: r.varint()}
+			a := &absState{id: r.id(), last: r.varint()}
+			if version >= recordV2 {
+				a.at = profile.LogRef{Seq: r.uvarint(), Index: uint32(r.uvarint())}
+			}
+			a.ev, a.due, a.fired = r.bytes(), r.varint(), r.varint()
+			js.abs = a
 		}
 		nk := r.count()
 		for range nk {

@@ -96,7 +96,10 @@ func (t *txn) trigger(w *work, c *compiled, ev *evInfo, vars Vars) {
 		}
 		s := js.abs
 		if ev.t > s.last {
-			s.last, s.ev = ev.t, ev.encoded()
+			s.last, s.at, s.ev = ev.t, t.tx.EventAt(), nil
+			if s.at == (profile.LogRef{}) {
+				s.ev = ev.encoded()
+			}
 		}
 		if s.due == 0 && s.last != s.fired {
 			s.due = s.last + nanos(tr.Absence.Duration+j.AllowedLateness)
@@ -812,7 +815,7 @@ func (t *txn) mergeRecords(w *work, from *custRecord) {
 			case f.abs != nil:
 				a, b := to.abs, f.abs
 				if b.last > a.last {
-					a.last, a.ev = b.last, b.ev
+					a.last, a.at, a.ev = b.last, b.at, b.ev
 				}
 				a.fired = max(a.fired, b.fired)
 				if c := t.cat.byID[f.id]; c != nil && c.j.Trigger.Absence != nil && a.last != a.fired {

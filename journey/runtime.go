@@ -362,6 +362,7 @@ type work struct {
 	shredded bool            // the record is sealed under an erased key
 	gone     bool            // the profile was looked for and is gone
 	body     []byte          // the stored body, to skip writing an unchanged record
+	version  byte            // the stored record's encoding
 }
 
 type dueID struct {
@@ -394,7 +395,8 @@ func (rt *Runtime) decodeRecord(ref profile.Ref, v []byte, ok bool) (*work, erro
 	}
 	w.existed = true
 	r := newRbuf(v)
-	if r.byte() != recordV1 {
+	version := r.byte()
+	if version != recordV1 && version != recordV2 {
 		return nil, fmt.Errorf("%w: record of %s", errCorrupt, ref.P)
 	}
 	r.uvarint()              // the partition when written; ref is current
@@ -426,7 +428,8 @@ func (rt *Runtime) decodeRecord(ref profile.Ref, v []byte, ok bool) (*work, erro
 		}
 	}
 	w.body = body
-	if err := decodeBody(w.rec, body); err != nil {
+	w.version = version
+	if err := decodeBody(w.rec, body, version); err != nil {
 		return nil, fmt.Errorf("journey: record of %s: %w", ref.P, err)
 	}
 	return w, nil
@@ -482,11 +485,11 @@ func (w *work) save() error {
 	}
 	body := wbuf{b: make([]byte, 0, len(w.body)+256)}
 	w.rec.appendBody(&body)
-	if w.existed && bytes.Equal(body.b, w.body) && len(after) == len(w.before) {
+	if w.existed && w.version == recordV2 && bytes.Equal(body.b, w.body) && len(after) == len(w.before) {
 		return t.err
 	}
 	out := wbuf{b: make([]byte, 0, len(body.b)+64+24*len(after))}
-	out.byte(recordV1)
+	out.byte(recordV2)
 	out.uvarint(uint64(w.ref.Partition))
 	out.b = append(out.b, w.ref.P[:]...)
 	out.count(len(after))

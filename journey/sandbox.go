@@ -111,7 +111,7 @@ func (s *Sandbox) Open() error {
 	if s.Store, err = pebblestore.Open(filepath.Join(s.Dir, "profiles"), pebblestore.Options{}); err != nil {
 		return err
 	}
-	s.Engine = profile.NewEngine(profile.Config{Partitions: s.Partitions}, s.Store, s.Keys, nil, slog.New(slog.DiscardHandler))
+	s.Engine = profile.NewEngine(profile.Config{Partitions: s.Partitions}, s.Store, s.Keys, sandboxLog{s}, slog.New(slog.DiscardHandler))
 	cfg := s.Config
 	cfg.Engine, cfg.Store, cfg.Keys, cfg.Clock = s.Engine, s.Store, s.Keys, s.Clock
 	names := slices.Sorted(maps.Keys(s.Channels))
@@ -184,6 +184,46 @@ func (s *Sandbox) Apply(parts []int, events []nudge.Event) error {
 		}
 	}
 	return nil
+}
+
+// sandboxLog is the sandbox's messages as a bus.Log, for the engine to read
+// events back (Tx.Event). Send and Apply append to it and apply each
+// message themselves, so it is never followed, subscribed or appended to.
+type sandboxLog struct{ s *Sandbox }
+
+var errSandboxLog = errors.New("journey sandbox: the log is written by Send and Apply, and only read back")
+
+func (l sandboxLog) Partitions() int                           { return l.s.Partitions }
+func (l sandboxLog) Append(context.Context, []bus.Batch) error { return errSandboxLog }
+func (l sandboxLog) Sync(context.Context) error                { return nil }
+func (l sandboxLog) Close() error                              { return nil }
+func (l sandboxLog) LastProducerPos(context.Context, int) (uint64, error) {
+	return 0, nil
+}
+func (l sandboxLog) LastSeq(context.Context) (uint64, error) { return uint64(len(l.s.Log)), nil }
+
+func (l sandboxLog) Get(_ context.Context, seq uint64) (bus.Message, error) {
+	if seq == 0 || seq > uint64(len(l.s.Log)) {
+		return bus.Message{}, fmt.Errorf("sandbox log, message %d: %w", seq, bus.ErrNotFound)
+	}
+	return l.s.Log[seq-1], nil
+}
+
+func (l sandboxLog) Read(ctx context.Context, opts bus.ReadOptions, h bus.Handler) error {
+	for _, m := range l.s.Log[min(max(opts.FromSeq, 1)-1, uint64(len(l.s.Log))):] {
+		if err := h(ctx, m); err != nil {
+			return err
+		}
+	}
+	if opts.Follow {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (l sandboxLog) Subscribe(context.Context, string, []int, bus.Handler) error {
+	return errSandboxLog
 }
 
 // Flush commits what the engine applied.

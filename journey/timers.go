@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
 	"github.com/nudge-dev/nudge/profile"
 	"github.com/nudge-dev/nudge/shred"
 )
@@ -312,7 +314,7 @@ func (t *txn) fire(key []byte, due int64, id runID, val []byte, freshLane bool) 
 			break
 		}
 		a.due, a.fired = 0, a.last
-		t.start(w, js, c, decodeEvent(a.ev), a.last+d)
+		t.start(w, js, c, t.absenceEvent(a), a.last+d)
 	}
 	if w.gone {
 		// The profile is gone (erased, without a keyring): so is its state.
@@ -320,6 +322,25 @@ func (t *txn) fire(key []byte, due int64, id runID, val []byte, freshLane bool) 
 	}
 	t.pruneRecord(w)
 	return true, w.save()
+}
+
+// absenceEvent is a silence's trigger event: the customer's last matching
+// event, read back from the log. When the log no longer holds it (a
+// retention limit shorter than the silence) the run starts with an event
+// that has only its time.
+func (t *txn) absenceEvent(a *absState) *nudge.Event {
+	if a.at == (profile.LogRef{}) {
+		return decodeEvent(a.ev)
+	}
+	e, err := t.tx.Event(t.ctx, a.at)
+	switch {
+	case errors.Is(err, bus.ErrNotFound) || errors.Is(err, shred.ErrShredded):
+		return &nudge.Event{Timestamp: time.Unix(0, a.last).UTC()}
+	case err != nil:
+		t.fail(err)
+		return new(nudge.Event)
+	}
+	return e
 }
 
 // armedBefore reports whether the record has a timer armed that sorts

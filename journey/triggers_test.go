@@ -1,9 +1,14 @@
 package journey
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/profile"
 )
 
 func logJourney(id, trigger string, extra string) string {
@@ -193,4 +198,92 @@ func TestProfileConditionBecomingTrue(t *testing.T) {
 	h.send(h.ev("u1", "Page Viewed", "", 0))
 	h.settle()
 	h.expect()
+}
+
+// The absence trigger keeps where the log holds the customer's last event,
+// not a copy: the record stays small however big the events are, and the
+// run's trigger event is read back from the log when the silence is
+// reported. When the log no longer holds it, the run starts without it.
+func TestAbsenceKeepsTheLastEventInTheLog(t *testing.T) {
+	h := newHarness(t, journeyOf(t, `
+id: quiet
+reentry: every_time
+trigger:
+  absence: {duration: 7d, type: track}
+allowed_lateness: 0s
+steps:
+  - id: hit
+    send: {channel: log, content: {body: "{{ trigger.messageId }} {{ trigger.properties.note | size }}"}}
+`))
+	big := fmt.Sprintf(`{"note":%q}`, strings.Repeat("x", 4000))
+	first := h.ev("u1", "Page Viewed", big, 0)
+	last := h.ev("u1", "Clicked", big, time.Second)
+	h.send(first, last)
+	largest := 0
+	h.flush()
+	err := h.Engine.Do(context.Background(), func(tx *profile.Tx) error {
+		return tx.Scan(context.Background(), []byte(prefixRecord), endOf(prefixRecord), func(_, v []byte) error {
+			largest = max(largest, len(v))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if largest == 0 || largest > 1000 {
+		t.Fatalf("the customer's record is %d bytes after two events of 4 KB: the absence state holds a copy", largest)
+	}
+	h.advance(7*24*time.Hour + time.Second)
+	msgs := h.sent("log")
+	if len(msgs) != 1 || msgs[0].Fields["body"] != last.MessageID+" 4000" {
+		t.Fatalf("sent %+v, want the last event read back", msgs)
+	}
+
+	// The log loses the customer's events (a retention limit): the next
+	// silence is still reported, with an event that has only its time.
+	h.send(h.ev("u1", "Clicked", big, 0))
+	h.Log = nil
+	h.advance(7 * 24 * time.Hour)
+	msgs = h.sent("log")
+	if len(msgs) != 1 || msgs[0].Fields["body"] != " 0" {
+		t.Fatalf("sent %d messages (%+v), want one without the event", len(msgs), msgs)
+	}
+}
+
+// A record written before the log reference (version 1: the absence
+// state holds the event itself) still decodes, with its event.
+func TestAbsenceStateOfVersion1Records(t *testing.T) {
+	ev := encodeEvent(&nudge.Event{Type: nudge.Track, Event: "Clicked", MessageID: "m1"})
+	id := newID("absence", "quiet", "p")
+	var w wbuf
+	w.count(1)
+	w.str("quiet")
+	w.u64(7)
+	w.bool(false)
+	w.byte(8) // an absence state only
+	w.id(id)
+	w.varint(1000)
+	w.bytes(ev)
+	w.varint(2000)
+	w.varint(0)
+	w.count(0) // keys
+	w.count(0) // runs
+	var rec custRecord
+	if err := decodeBody(&rec, w.b, recordV1); err != nil {
+		t.Fatal(err)
+	}
+	a := rec.journeys[0].abs
+	if a.id != id || a.last != 1000 || a.due != 2000 || a.at != (profile.LogRef{}) || decodeEvent(a.ev).MessageID != "m1" {
+		t.Fatalf("decoded %+v", a)
+	}
+	// Written again, it is version 2 and keeps the event.
+	var again wbuf
+	rec.appendBody(&again)
+	var rec2 custRecord
+	if err := decodeBody(&rec2, again.b, recordV2); err != nil {
+		t.Fatal(err)
+	}
+	if b := rec2.journeys[0].abs; b.last != 1000 || decodeEvent(b.ev).MessageID != "m1" {
+		t.Fatalf("re-encoded %+v", b)
+	}
 }

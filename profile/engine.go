@@ -180,8 +180,9 @@ type Engine struct {
 	waiters []waiter
 	err     error // a failed flush: the engine stops
 	reactor Reactor
-	tx      Tx   // the Tx of every call into the reactor (the lock is held)
-	urgent  bool // the batch is to commit as soon as it can (Tx.Urgent)
+	tx      Tx                // the Tx of every call into the reactor (the lock is held)
+	fetched map[uint64][]byte // log payloads Tx.Event read lately, by sequence
+	urgent  bool              // the batch is to commit as soon as it can (Tx.Urgent)
 }
 
 // NewEngine makes an engine over a store; Run consumes the log.
@@ -192,6 +193,7 @@ func NewEngine(cfg Config, store Store, keys *shred.Keyring, log bus.Log, logger
 		profiles: make(map[shred.Pseudonym]*Profile),
 		links:    make(map[Ref]Ref),
 		ext:      make(map[string][]byte),
+		fetched:  make(map[uint64][]byte),
 		dirty:    make(map[shred.Pseudonym]*Profile),
 		deleted:  make(map[Ref]bool),
 		batch:    newBatch(cfg.Partitions),
@@ -491,7 +493,10 @@ func (en *Engine) applyEvent(ctx context.Context, pe *preparedEvent) error {
 				return err
 			}
 		}
-		if err := en.reactor.React(ctx, tx, p, e); err != nil {
+		tx.at = pe.at
+		err := en.reactor.React(ctx, tx, p, e)
+		tx.at = LogRef{}
+		if err != nil {
 			return err
 		}
 	}

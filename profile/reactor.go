@@ -3,9 +3,12 @@ package profile
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/nudge-dev/nudge"
+	"github.com/nudge-dev/nudge/bus"
+	"github.com/nudge-dev/nudge/shred"
 )
 
 // Reactor is a consumer that runs inside the engine (journeys): it sees
@@ -46,6 +49,37 @@ func (en *Engine) SetReactor(r Reactor) {
 // It is valid only during the call it was given to.
 type Tx struct {
 	en *Engine
+	at LogRef // the event React was called with, zero outside React
+}
+
+// EventAt is where the log holds the event React was called with (zero
+// outside React): a reactor keeps it instead of a copy of the event and
+// reads the event back with Event when it needs it.
+func (tx *Tx) EventAt() LogRef { return tx.at }
+
+// Event reads the event at at from the log and opens its personal fields.
+// The error wraps bus.ErrNotFound when the log no longer holds it (a
+// retention limit), and shred.ErrShredded when its person was erased.
+func (tx *Tx) Event(ctx context.Context, at LogRef) (*nudge.Event, error) {
+	en := tx.en
+	if en.log == nil {
+		return nil, fmt.Errorf("event %d.%d: %w (the engine has no event log)", at.Seq, at.Index, bus.ErrNotFound)
+	}
+	// Events fetched together (timers of one batch firing) often share a
+	// log message: the last few payloads are kept.
+	if len(en.fetched) > 16 {
+		clear(en.fetched)
+	}
+	e, err := en.eventAt(ctx, at, en.fetched)
+	if err != nil {
+		return nil, fmt.Errorf("event %d.%d: %w", at.Seq, at.Index, err)
+	}
+	if e.Subject != "" {
+		if err := shred.OpenEvent(en.keys, &e); err != nil {
+			return nil, fmt.Errorf("event %d.%d: %w", at.Seq, at.Index, err)
+		}
+	}
+	return &e, nil
 }
 
 // Get returns the value of an extension key. The caller must not modify
