@@ -10,6 +10,7 @@ import (
 	"github.com/nudge-dev/nudge"
 	"github.com/nudge-dev/nudge/bus"
 	"github.com/nudge-dev/nudge/internal/cputime"
+	"github.com/nudge-dev/nudge/profile"
 )
 
 // Pattern evaluation: the state machines of the pattern triggers, fed a
@@ -119,7 +120,7 @@ steps: [{id: s, exit: {}}]
 							fired += js.nfb.observeB(within, late, corr, ev.t, ev.h) // windows closed
 						}
 						if p.Event.Matches(e) {
-							js.nfb.observeA(newID("nfb", j.ID, e.MessageID), within, late, corr, ev.t, ev.h, ev.encoded())
+							js.nfb.observeA(newID("nfb", j.ID, e.MessageID), within, late, corr, ev.t, ev.h, eventRef{at: profile.LogRef{Seq: uint64(i + 1)}})
 						}
 					}
 					if roundTrip {

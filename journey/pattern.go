@@ -334,8 +334,8 @@ type pendA struct {
 	t    int64
 	h    uint64
 	corr string
-	ev   []byte // the encoded first event: the trigger event
-	due  int64  // its timer: t + within + lateness
+	ev   eventRef // the first event: the trigger event
+	due  int64    // its timer: t + within + lateness
 }
 
 type bMark struct {
@@ -346,7 +346,7 @@ type bMark struct {
 
 // observeA remembers a first event; it returns the new pending entry, or
 // nil when the event is too late, a duplicate, or already followed.
-func (s *nfbState) observeA(id runID, within, lateness int64, corr string, t int64, h uint64, ev []byte) (*pendA, observeResult) {
+func (s *nfbState) observeA(id runID, within, lateness int64, corr string, t int64, h uint64, ev eventRef) (*pendA, observeResult) {
 	if s.maxT != 0 && t < s.maxT-lateness {
 		return nil, tooLate
 	}
@@ -454,7 +454,7 @@ func (s *nfbState) encode(w *wbuf) {
 		w.varint(a.t)
 		w.u64(a.h)
 		w.str(a.corr)
-		w.bytes(a.ev)
+		a.ev.encode(w)
 		w.varint(a.due)
 	}
 	w.count(len(s.done))
@@ -470,13 +470,13 @@ func (s *nfbState) encode(w *wbuf) {
 	}
 }
 
-func decodeNFB(r *rbuf) *nfbState {
+func decodeNFB(r *rbuf, version byte) *nfbState {
 	s := &nfbState{maxT: r.varint()}
 	n := r.count()
 	s.as = make([]*pendA, 0, n)
 	as := make([]pendA, n)
 	for i := range n {
-		as[i] = pendA{id: r.id(), t: r.varint(), h: r.u64(), corr: r.str(), ev: r.bytes(), due: r.varint()}
+		as[i] = pendA{id: r.id(), t: r.varint(), h: r.u64(), corr: r.str(), ev: decodeEventRef(r, version), due: r.varint()}
 		s.as = append(s.as, &as[i])
 	}
 	n = r.count()
@@ -496,16 +496,38 @@ func decodeNFB(r *rbuf) *nfbState {
 // the one timer armed for the profile. The timer is not moved by each
 // event: when it fires it finds the deadline moved and re-arms itself, so
 // an active customer costs one record write per event and one timer write
-// per `duration`. The latest event is kept as where the log holds it, not
-// as a copy: it is rewritten with every event of the customer, and read
-// back only when the silence is reported (a copy made the record about
-// 1 KB instead of 100 bytes, and the store's writes and compactions grew
-// with it: 25% of the CPU per event with the shipped journeys).
+// per `duration`.
 type absState struct {
 	id    runID
-	last  int64          // the latest matching event's time
-	at    profile.LogRef // where the log holds that event: the trigger event
-	ev    []byte         // or that event, encoded, when the log did not say (records of before)
-	due   int64          // the armed timer, 0 for none
-	fired int64          // the `last` a run was started for (the silence is reported once)
+	last  int64    // the latest matching event's time
+	ev    eventRef // that event: the trigger event
+	due   int64    // the armed timer, 0 for none
+	fired int64    // the `last` a run was started for (the silence is reported once)
+}
+
+// eventRef is an event a pattern keeps as a possible trigger event: where
+// the log holds it, or a copy when the log did not say (records written
+// before version 2). A record is rewritten with every event of its
+// customer, and a kept event is read back only when its run starts: a copy
+// made a record with the shipped journeys about 1 KB instead of 100 bytes,
+// and the store's writes, flushes and compactions grew with it (a quarter
+// of the CPU an event).
+type eventRef struct {
+	at profile.LogRef
+	ev []byte
+}
+
+func (e eventRef) encode(w *wbuf) {
+	w.uvarint(e.at.Seq)
+	w.uvarint(uint64(e.at.Index))
+	w.bytes(e.ev)
+}
+
+func decodeEventRef(r *rbuf, version byte) eventRef {
+	var e eventRef
+	if version >= recordV2 {
+		e.at = profile.LogRef{Seq: r.uvarint(), Index: uint32(r.uvarint())}
+	}
+	e.ev = r.bytes()
+	return e
 }

@@ -309,8 +309,8 @@ func encodeEvent(e *nudge.Event) []byte {
 // id, then the armed timers in the clear (due and id: an erasure deletes
 // them after the key that seals the rest is gone), then a flag and the
 // body, sealed under the profile's key when the runtime has a keyring.
-// Version 2 adds where the log holds an absence trigger's last event;
-// version 1 records (written before) still decode.
+// Version 2 keeps the events the patterns may start runs with as log
+// references (eventRef); version 1 records (written before) still decode.
 const (
 	recordV1 = 1
 	recordV2 = 2
@@ -342,9 +342,7 @@ func (c *custRecord) appendBody(w *wbuf) {
 			a := js.abs
 			w.id(a.id)
 			w.varint(a.last)
-			w.uvarint(a.at.Seq)
-			w.uvarint(uint64(a.at.Index))
-			w.bytes(a.ev)
+			a.ev.encode(w)
 			w.varint(a.due)
 			w.varint(a.fired)
 		}
@@ -399,15 +397,10 @@ func decodeBody(c *custRecord, b []byte, version byte) error {
 			js.seq = decodeSeq(r)
 		}
 		if flags&4 != 0 {
-			js.nfb = decodeNFB(r)
+			js.nfb = decodeNFB(r, version)
 		}
 		if flags&8 != 0 {
-			a := &absState{id: r.id(), last: r.varint()}
-			if version >= recordV2 {
-				a.at = profile.LogRef{Seq: r.uvarint(), Index: uint32(r.uvarint())}
-			}
-			a.ev, a.due, a.fired = r.bytes(), r.varint(), r.varint()
-			js.abs = a
+			js.abs = &absState{id: r.id(), last: r.varint(), ev: decodeEventRef(r, version), due: r.varint(), fired: r.varint()}
 		}
 		nk := r.count()
 		for range nk {

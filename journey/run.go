@@ -96,10 +96,7 @@ func (t *txn) trigger(w *work, c *compiled, ev *evInfo, vars Vars) {
 		}
 		s := js.abs
 		if ev.t > s.last {
-			s.last, s.at, s.ev = ev.t, t.tx.EventAt(), nil
-			if s.at == (profile.LogRef{}) {
-				s.ev = ev.encoded()
-			}
+			s.last, s.ev = ev.t, t.keep(ev)
 		}
 		if s.due == 0 && s.last != s.fired {
 			s.due = s.last + nanos(tr.Absence.Duration+j.AllowedLateness)
@@ -181,7 +178,7 @@ func (t *txn) pattern(w *work, c *compiled, ev *evInfo, vars Vars, state func() 
 		}
 		if isA {
 			id := newID("not_followed_by", j.ID, w.ref.P.String(), e.Source, e.MessageID)
-			if _, res := js.nfb.observeA(id, within, late, corr, ev.t, ev.h, ev.encoded()); res == tooLate {
+			if _, res := js.nfb.observeA(id, within, late, corr, ev.t, ev.h, t.keep(ev)); res == tooLate {
 				lateStat()
 			}
 		}
@@ -815,7 +812,7 @@ func (t *txn) mergeRecords(w *work, from *custRecord) {
 			case f.abs != nil:
 				a, b := to.abs, f.abs
 				if b.last > a.last {
-					a.last, a.at, a.ev = b.last, b.at, b.ev
+					a.last, a.ev = b.last, b.ev
 				}
 				a.fired = max(a.fired, b.fired)
 				if c := t.cat.byID[f.id]; c != nil && c.j.Trigger.Absence != nil && a.last != a.fired {

@@ -297,7 +297,7 @@ func (t *txn) fire(key []byte, due int64, id runID, val []byte, freshLane bool) 
 		if c == nil || c.fp != js.trig {
 			break
 		}
-		t.start(w, js, c, decodeEvent(a.ev), a.t+nanos(c.j.Trigger.Pattern.Within))
+		t.start(w, js, c, t.recall(a.ev, a.t), a.t+nanos(c.j.Trigger.Pattern.Within))
 	case timerAbsent:
 		a := js.abs
 		if a == nil || a.id != id || a.due != due {
@@ -314,7 +314,7 @@ func (t *txn) fire(key []byte, due int64, id runID, val []byte, freshLane bool) 
 			break
 		}
 		a.due, a.fired = 0, a.last
-		t.start(w, js, c, t.absenceEvent(a), a.last+d)
+		t.start(w, js, c, t.recall(a.ev, a.last), a.last+d)
 	}
 	if w.gone {
 		// The profile is gone (erased, without a keyring): so is its state.
@@ -324,18 +324,26 @@ func (t *txn) fire(key []byte, due int64, id runID, val []byte, freshLane bool) 
 	return true, w.save()
 }
 
-// absenceEvent is a silence's trigger event: the customer's last matching
-// event, read back from the log. When the log no longer holds it (a
-// retention limit shorter than the silence) the run starts with an event
-// that has only its time.
-func (t *txn) absenceEvent(a *absState) *nudge.Event {
-	if a.at == (profile.LogRef{}) {
-		return decodeEvent(a.ev)
+// keep is how a pattern keeps the event React was called with: where the
+// log holds it, or a copy when the engine does not say.
+func (t *txn) keep(ev *evInfo) eventRef {
+	if at := t.tx.EventAt(); at != (profile.LogRef{}) {
+		return eventRef{at: at}
 	}
-	e, err := t.tx.Event(t.ctx, a.at)
+	return eventRef{ev: ev.encoded()}
+}
+
+// recall is a kept event (of time at), read back from the log. When the log
+// no longer holds it (a retention limit shorter than the pattern's window
+// or silence) the run starts with an event that has only its time.
+func (t *txn) recall(r eventRef, at int64) *nudge.Event {
+	if r.at == (profile.LogRef{}) {
+		return decodeEvent(r.ev)
+	}
+	e, err := t.tx.Event(t.ctx, r.at)
 	switch {
 	case errors.Is(err, bus.ErrNotFound) || errors.Is(err, shred.ErrShredded):
-		return &nudge.Event{Timestamp: time.Unix(0, a.last).UTC()}
+		return &nudge.Event{Timestamp: time.Unix(0, at).UTC()}
 	case err != nil:
 		t.fail(err)
 		return new(nudge.Event)

@@ -219,18 +219,7 @@ steps:
 	first := h.ev("u1", "Page Viewed", big, 0)
 	last := h.ev("u1", "Clicked", big, time.Second)
 	h.send(first, last)
-	largest := 0
-	h.flush()
-	err := h.Engine.Do(context.Background(), func(tx *profile.Tx) error {
-		return tx.Scan(context.Background(), []byte(prefixRecord), endOf(prefixRecord), func(_, v []byte) error {
-			largest = max(largest, len(v))
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if largest == 0 || largest > 1000 {
+	if largest := h.largestRecord(); largest == 0 || largest > 1000 {
 		t.Fatalf("the customer's record is %d bytes after two events of 4 KB: the absence state holds a copy", largest)
 	}
 	h.advance(7*24*time.Hour + time.Second)
@@ -248,6 +237,48 @@ steps:
 	if len(msgs) != 1 || msgs[0].Fields["body"] != " 0" {
 		t.Fatalf("sent %d messages (%+v), want one without the event", len(msgs), msgs)
 	}
+}
+
+// A not_followed_by window keeps its first event in the log too, and the
+// run it starts reads it back.
+func TestNotFollowedByKeepsTheFirstEventInTheLog(t *testing.T) {
+	h := newHarness(t, journeyOf(t, `
+id: nfb
+reentry: every_time
+trigger:
+  pattern: {event: Checkout Started, not_followed_by: Order Completed, within: 1h}
+allowed_lateness: 0s
+steps:
+  - id: hit
+    send: {channel: log, content: {body: "{{ trigger.messageId }} {{ trigger.properties.note | size }}"}}
+`))
+	c := h.ev("u1", "Checkout Started", fmt.Sprintf(`{"note":%q}`, strings.Repeat("x", 4000)), 0)
+	h.send(c)
+	if largest := h.largestRecord(); largest == 0 || largest > 1000 {
+		t.Fatalf("the customer's record is %d bytes with a checkout of 4 KB pending: the window holds a copy", largest)
+	}
+	h.advance(time.Hour)
+	if msgs := h.sent("log"); len(msgs) != 1 || msgs[0].Fields["body"] != c.MessageID+" 4000" {
+		t.Fatalf("sent %+v, want the checkout read back", msgs)
+	}
+}
+
+// largestRecord commits and returns the size of the largest customer
+// record.
+func (h *harness) largestRecord() int {
+	h.t.Helper()
+	h.flush()
+	largest := 0
+	err := h.Engine.Do(context.Background(), func(tx *profile.Tx) error {
+		return tx.Scan(context.Background(), []byte(prefixRecord), endOf(prefixRecord), func(_, v []byte) error {
+			largest = max(largest, len(v))
+			return nil
+		})
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return largest
 }
 
 // A record written before the log reference (version 1: the absence
@@ -273,7 +304,7 @@ func TestAbsenceStateOfVersion1Records(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := rec.journeys[0].abs
-	if a.id != id || a.last != 1000 || a.due != 2000 || a.at != (profile.LogRef{}) || decodeEvent(a.ev).MessageID != "m1" {
+	if a.id != id || a.last != 1000 || a.due != 2000 || a.ev.at != (profile.LogRef{}) || decodeEvent(a.ev.ev).MessageID != "m1" {
 		t.Fatalf("decoded %+v", a)
 	}
 	// Written again, it is version 2 and keeps the event.
@@ -283,7 +314,7 @@ func TestAbsenceStateOfVersion1Records(t *testing.T) {
 	if err := decodeBody(&rec2, again.b, recordV2); err != nil {
 		t.Fatal(err)
 	}
-	if b := rec2.journeys[0].abs; b.last != 1000 || decodeEvent(b.ev).MessageID != "m1" {
+	if b := rec2.journeys[0].abs; b.last != 1000 || decodeEvent(b.ev.ev).MessageID != "m1" {
 		t.Fatalf("re-encoded %+v", b)
 	}
 }
