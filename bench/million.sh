@@ -2,7 +2,9 @@
 # One million profiles: load 2 million events over 1,000,000 users, wait
 # until the profile consumer has applied them, report nudge's RSS and the
 # data directory's size; then read profiles (nudge-load probe) while ingest
-# runs at 10,000 events/s. Bounded in time; loopback only.
+# runs at 10,000 events/s, and the profile consumer's lag after that minute.
+# NUDGE_BIN runs a prebuilt binary (to alternate two builds). Bounded in
+# time; loopback only.
 #
 #   bench/million.sh [USERS] [REQUESTS]        (default 1000000 20000: batches of 100)
 set -eu
@@ -10,7 +12,7 @@ USERS=${1:-1000000}
 REQUESTS=${2:-20000}
 DATA=$(mktemp -d /var/tmp/nudge-million.XXXXXX)
 trap 'kill $NUDGE 2>/dev/null || true; wait $NUDGE 2>/dev/null || true; rm -rf "$DATA"' EXIT
-go build -o "$DATA/nudge" ./cmd/nudge
+if [ -n "${NUDGE_BIN:-}" ]; then cp "$NUDGE_BIN" "$DATA/nudge"; else go build -o "$DATA/nudge" ./cmd/nudge; fi
 go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge" serve --data "$DATA/d" --http 127.0.0.1:18282 --write-key load --admin-token adm \
 	--log-level warn >"$DATA/out" 2>&1 &
@@ -31,4 +33,5 @@ du -sh "$DATA/d"; du -sh "$DATA/d"/* # two calls: one du counts a directory once
 PROBE=$!
 "$DATA/nudge-load" run --url http://127.0.0.1:18282 --write-key load --users "$USERS" --rate 100 --duration 60s --warmup 0s >/dev/null
 wait $PROBE
+echo "profile consumer's lag after that minute: $(metric 'nudge_consumer_lag_messages{consumer="profiles"}') log messages"
 echo "nudge RSS $(( $(metric process_resident_memory_bytes | awk '{printf "%d", $1}') / 1048576 )) MB after"
