@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -491,6 +492,35 @@ func BenchmarkAppend(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "batches/s")
 			})
+		}
+	}
+}
+
+// BenchmarkGet reads single messages (batches of 6 KB, as at 10,000
+// events/s over 16 partitions) by sequence from an embedded log of 10,000,
+// at random: what a journey pays to read back an event it kept as a log
+// reference when its run starts.
+func BenchmarkGet(b *testing.B) {
+	ctx := context.Background()
+	l, err := Open(ctx, Config{Dir: b.TempDir(), Partitions: 16, Logger: testLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	payload := make([]byte, 6<<10)
+	const n = 10_000
+	bs := make([]bus.Batch, 0, n)
+	for i := range n {
+		bs = append(bs, bus.Batch{Partition: i % 16, ProducerPos: uint64(i/16 + 1), Payload: payload})
+	}
+	if err := l.Append(ctx, bs); err != nil {
+		b.Fatal(err)
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := l.Get(ctx, 1+rng.Uint64N(n)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
