@@ -116,6 +116,19 @@ func (m *Metrics) TimeToTrigger() func(channel string, d time.Duration) {
 	return func(channel string, d time.Duration) { h.WithLabelValues(channel).Observe(d.Seconds()) }
 }
 
+// ProfileDelay registers the histogram of how far behind real time the
+// profile consumer applies the log and returns the function that observes
+// it (profile.Config.Delay).
+func (m *Metrics) ProfileDelay() func(time.Duration) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "nudge_profile_apply_delay_seconds",
+		Help:    "From the receipt of a log message's last event to the profile consumer applying the message: how far behind real time profiles and journeys are.",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	})
+	m.Registry.MustRegister(h)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
+}
+
 // Deliveries returns the hook the journey runtime reports send attempts to
 // (journey.Config.Delivery): by channel and outcome ("sent", "retry",
 // "failed"), with the attempt's duration.

@@ -54,6 +54,13 @@ type Config struct {
 	FlushEvents int
 	FlushDirty  int
 	FlushEvery  time.Duration
+	// Delay, when set, is told for each message applied from the log how
+	// long after its last event was received (receivedAt) it was applied:
+	// how far behind real time the profiles, and the journeys reacting to
+	// them, are. Now is the clock receivedAt was stamped with (default
+	// time.Now).
+	Delay func(time.Duration)
+	Now   func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -74,6 +81,9 @@ func (c *Config) defaults() {
 	}
 	if c.FlushEvery == 0 {
 		c.FlushEvery = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -426,6 +436,9 @@ func (en *Engine) applyPrepared(ctx context.Context, pm *prepared, background bo
 		}
 		en.positions[m.Partition] = m.Seq
 		en.batch.Positions[m.Partition] = m.Seq
+		if n := len(pm.events); n > 0 && en.cfg.Delay != nil {
+			en.cfg.Delay(en.cfg.Now().Sub(pm.events[n-1].e.ReceivedAt))
+		}
 	}
 	en.stats.AppliedSeq = max(en.stats.AppliedSeq, m.Seq)
 	en.batch.Positions[en.cfg.Partitions] = en.stats.AppliedSeq

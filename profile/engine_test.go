@@ -547,3 +547,26 @@ func TestColdLookupsFindTheMergedProfile(t *testing.T) {
 		want = canonical(t, p)
 	}
 }
+
+// The engine reports, for each message it applies, how long after its
+// last event's receipt that was (on the clock receivedAt was stamped
+// with); a message it skips as already applied is not reported again.
+func TestDelayIsFromTheLastEventsReceipt(t *testing.T) {
+	now := t0.Add(time.Hour)
+	var delays []time.Duration
+	h := newHarness(t, profile.Config{Now: func() time.Time { return now }, Delay: func(d time.Duration) { delays = append(delays, d) }})
+	a := ev(nudge.Track, "d1", 0, func(e *nudge.Event) { e.UserID = "u1" })
+	b := ev(nudge.Track, "d2", 10, func(e *nudge.Event) { e.UserID = "u1" })
+	h.send(a, b) // one partition, one message: received at t0 and t0+10m
+	if len(delays) != 1 || delays[0] != 50*time.Minute {
+		t.Fatalf("delays %v, want [50m0s]", delays)
+	}
+	for _, m := range h.log {
+		if err := h.en.Apply(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(delays) != 1 {
+		t.Fatalf("delays %v after a redelivery, want it not reported again", delays)
+	}
+}

@@ -191,6 +191,7 @@ func TestMetricsCountEvents(t *testing.T) {
 		{0, "nudge_wal_failed_rounds_total", nil},
 		{4, "nudge_profile_events_total", nil},
 		{1, "nudge_profiles_created_total", nil},
+		{1, "nudge_profile_apply_delay_seconds", nil}, // one log message: the batch, one partition
 	} {
 		if got := after.get(tc.name, tc.labels...) - before.get(tc.name, tc.labels...); got != tc.delta {
 			t.Errorf("%s%v moved by %v, want %v", tc.name, tc.labels, got, tc.delta)

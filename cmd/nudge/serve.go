@@ -132,7 +132,9 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 		return err
 	}
 	defer store.Close()
-	profiles := profile.NewEngine(profile.Config{Partitions: cfg.Partitions, IdentityTraits: cfg.IdentityTraits},
+	mx := metrics.New(logger.With("component", "metrics"))
+	profiles := profile.NewEngine(profile.Config{Partitions: cfg.Partitions, IdentityTraits: cfg.IdentityTraits,
+		Delay: mx.ProfileDelay(), Now: clock.Now},
 		store, keys, log, logger.With("component", "profiles"))
 
 	js, err := loadJourneys(cfg)
@@ -143,7 +145,6 @@ func serve(ctx context.Context, cfg Config, clock journey.TimeSource, stdout, st
 	if err != nil {
 		return err
 	}
-	mx := metrics.New(logger.With("component", "metrics"))
 	tracking := ingest.NewHandler(ingest.Config{Sources: sources, Limits: ingest.DefaultLimits(), Partitions: cfg.Partitions, Keys: keys, Metrics: mx.Ingest},
 		w, ix, clock.Now, logger.With("component", "ingest"))
 	loop, webhooks, err := newFeedback(cfg, tracking, profiles, keys, clock.Now, logger.With("component", "feedback"))
