@@ -113,11 +113,13 @@ func (s *refServer) commitLoop() {
 		if err == nil {
 			err = s.sync()
 		}
+		// Counted before the waiters go, so that whoever a round answered
+		// sees it counted.
+		s.rounds.Add(1)
+		s.writes.Add(int64(len(round)))
 		for _, p := range round {
 			p.done <- err
 		}
-		s.rounds.Add(1)
-		s.writes.Add(int64(len(round)))
 	}
 }
 
