@@ -362,7 +362,6 @@ type work struct {
 	shredded bool            // the record is sealed under an erased key
 	gone     bool            // the profile was looked for and is gone
 	body     []byte          // the stored body, to skip writing an unchanged record
-	version  byte            // the stored record's encoding
 }
 
 type dueID struct {
@@ -428,7 +427,6 @@ func (rt *Runtime) decodeRecord(ref profile.Ref, v []byte, ok bool) (*work, erro
 		}
 	}
 	w.body = body
-	w.version = version
 	if err := decodeBody(w.rec, body, version); err != nil {
 		return nil, fmt.Errorf("journey: record of %s: %w", ref.P, err)
 	}
@@ -485,7 +483,9 @@ func (w *work) save() error {
 	}
 	body := wbuf{b: make([]byte, 0, len(w.body)+256)}
 	w.rec.appendBody(&body)
-	if w.existed && w.version == recordV2 && bytes.Equal(body.b, w.body) && len(after) == len(w.before) {
+	// A version 1 body that encodes the same is left as it is: the two
+	// versions differ only where patterns keep events.
+	if w.existed && bytes.Equal(body.b, w.body) && len(after) == len(w.before) {
 		return t.err
 	}
 	out := wbuf{b: make([]byte, 0, len(body.b)+64+24*len(after))}

@@ -144,8 +144,10 @@ func TestNotFollowedByCorrelated(t *testing.T) {
 	h.expect()
 }
 
-func TestAbsenceTimerMovedByEvents(t *testing.T) {
-	h := newHarness(t, journeyOf(t, `
+// quietJourney is a journey started by a week without track events, whose
+// one step logs body.
+func quietJourney(t *testing.T, body string) *Journey {
+	return journeyOf(t, `
 id: quiet
 reentry: every_time
 trigger:
@@ -153,8 +155,12 @@ trigger:
 allowed_lateness: 0s
 steps:
   - id: hit
-    send: {channel: log, content: {body: "{{ trigger.messageId }}"}}
-`))
+    send: {channel: log, content: {body: "`+body+`"}}
+`)
+}
+
+func TestAbsenceTimerMovedByEvents(t *testing.T) {
+	h := newHarness(t, quietJourney(t, "{{ trigger.messageId }}"))
 	first := h.ev("u1", "Page Viewed", "", 0)
 	h.send(first)
 	h.advance(3 * 24 * time.Hour)
@@ -205,16 +211,7 @@ func TestProfileConditionBecomingTrue(t *testing.T) {
 // run's trigger event is read back from the log when the silence is
 // reported. When the log no longer holds it, the run starts without it.
 func TestAbsenceKeepsTheLastEventInTheLog(t *testing.T) {
-	h := newHarness(t, journeyOf(t, `
-id: quiet
-reentry: every_time
-trigger:
-  absence: {duration: 7d, type: track}
-allowed_lateness: 0s
-steps:
-  - id: hit
-    send: {channel: log, content: {body: "{{ trigger.messageId }} {{ trigger.properties.note | size }}"}}
-`))
+	h := newHarness(t, quietJourney(t, "{{ trigger.messageId }} {{ trigger.properties.note | size }}"))
 	big := fmt.Sprintf(`{"note":%q}`, strings.Repeat("x", 4000))
 	first := h.ev("u1", "Page Viewed", big, 0)
 	last := h.ev("u1", "Clicked", big, time.Second)

@@ -251,19 +251,7 @@ func BenchmarkAppendLatency(b *testing.B) {
 			w := openT(b, b.TempDir(), Options{})
 			w.maxSpares = spares
 			rec := make([]byte, 50<<10)
-			stop, truncated := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(truncated)
-				for {
-					end, changed := w.Committed()
-					w.TruncateBefore(end)
-					select {
-					case <-changed:
-					case <-stop:
-						return
-					}
-				}
-			}()
+			stop := truncateBehind(w)
 			lat := make([]time.Duration, b.N)
 			var wg sync.WaitGroup
 			start := time.Now()
@@ -281,8 +269,7 @@ func BenchmarkAppendLatency(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
-			close(stop)
-			<-truncated
+			stop()
 			slices.Sort(lat)
 			q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) / 1000 }
 			b.ReportMetric(q(0.5), "p50-ms")

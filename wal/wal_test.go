@@ -1098,27 +1098,32 @@ func TestReadDetectsCorruption(t *testing.T) {
 	}
 }
 
+// truncateBehind retires segments as they fill, as the forwarder does, to
+// bound disk use, until the returned stop is called.
+func truncateBehind(w *WAL) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			end, changed := w.Committed()
+			w.TruncateBefore(end)
+			select {
+			case <-changed:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 func benchAppend(b *testing.B, opts Options) {
 	w := openT(b, b.TempDir(), opts)
 	rec := make([]byte, 6<<10)
 	for i := range rec {
 		rec[i] = byte(i)
 	}
-	// Delete segments as they fill, as the forwarder would, to bound disk use.
-	stop := make(chan struct{})
-	truncated := make(chan struct{})
-	go func() {
-		defer close(truncated)
-		for {
-			end, changed := w.Committed()
-			w.TruncateBefore(end)
-			select {
-			case <-changed:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	stop := truncateBehind(w)
 	b.SetBytes(int64(len(rec)))
 	b.SetParallelism(32) // many concurrent ingest requests per CPU
 	b.ResetTimer()
@@ -1131,8 +1136,7 @@ func benchAppend(b *testing.B, opts Options) {
 		}
 	})
 	b.StopTimer()
-	close(stop)
-	<-truncated
+	stop()
 	st := w.Stats()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(st.Syncs), "syncs")
