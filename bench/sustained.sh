@@ -2,7 +2,10 @@
 # Sustained load with the profile consumer: open-loop ingest at RATE
 # batches/s of 100 events for DURATION, while the consumer lag, the forward
 # lag and nudge's RSS are sampled every 30 s from /metrics. Prints the
-# samples, then nudge-load's report. Bounded in time; loopback only.
+# samples, then nudge-load's report. NUDGE_BIN runs a prebuilt binary;
+# JOURNEYS=DIR loads that directory's journeys instead of the shipped ones
+# (an empty directory: ingest and profiles alone). Bounded in time;
+# loopback only.
 #
 #   bench/sustained.sh [RATE] [DURATION] [USERS]      (default 500 10m 1000000)
 set -eu
@@ -11,10 +14,10 @@ DURATION=${2:-10m}
 USERS=${3:-1000000}
 DATA=$(mktemp -d /var/tmp/nudge-sustained.XXXXXX)
 trap 'kill $NUDGE 2>/dev/null || true; wait $NUDGE 2>/dev/null || true; rm -rf "$DATA"' EXIT
-go build -o "$DATA/nudge" ./cmd/nudge
+if [ -n "${NUDGE_BIN:-}" ]; then cp "$NUDGE_BIN" "$DATA/nudge"; else go build -o "$DATA/nudge" ./cmd/nudge; fi
 go build -o "$DATA/nudge-load" ./cmd/nudge-load
 "$DATA/nudge" serve --data "$DATA/d" --http 127.0.0.1:18181 --write-key load --admin-token adm \
-	--log-level warn >"$DATA/out" 2>&1 &
+	--log-level warn ${JOURNEYS:+--journeys "$JOURNEYS"} >"$DATA/out" 2>&1 &
 NUDGE=$!
 until curl -sf http://127.0.0.1:18181/readyz >/dev/null; do sleep 0.2; done
 sample() {
