@@ -770,7 +770,7 @@ func (en *Engine) commitLocked(ctx context.Context, background bool) error {
 	c.done, c.err = make(chan struct{}), nil
 	c.gen = en.gen
 	en.gen++
-	clear(en.dirty) // sealed into c
+	en.dirty = emptied(en.dirty) // sealed into c
 	en.inflight = c
 	if background {
 		go func() {
@@ -814,7 +814,7 @@ func (en *Engine) awaitCommitLocked() error {
 		}
 	}
 	c.batch.Reset()
-	clear(c.deleted)
+	c.deleted = emptied(c.deleted)
 	en.spare = c
 	en.evictLocked()
 	return nil

@@ -107,14 +107,28 @@ func (b *Batch) Reset() {
 	clear(b.Put)
 	b.Put = b.Put[:0]
 	b.Delete = b.Delete[:0]
-	clear(b.Link)
+	b.Link = emptied(b.Link)
 	b.Unlink = b.Unlink[:0]
 	clear(b.Events)
 	b.Events = b.Events[:0]
 	b.Forget = b.Forget[:0]
 	clear(b.Positions)
-	clear(b.Ext)
+	b.Ext = emptied(b.Ext)
 	b.Durable = false
+}
+
+// emptied returns m empty, for reuse: cleared when it is small, else a
+// new map. A cleared map keeps its capacity, and ranging over it costs
+// that capacity, not its length: 190 µs for 10 entries in a map that once
+// held 100,000 (Go 1.26). A batch, its profiles and their deletions are
+// ranged over at every commit, and a commit of a few urgent writes often
+// follows one of a second's worth.
+func emptied[M ~map[K]V, K comparable, V any](m M) M {
+	if len(m) > 1024 {
+		return make(M)
+	}
+	clear(m)
+	return m
 }
 
 // Empty reports whether b changes nothing.
