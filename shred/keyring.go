@@ -284,7 +284,7 @@ func (k *Keyring) load() error {
 		s := &k.shards[i]
 		s.index = make(map[Pseudonym]uint32, perShard)
 		s.ents = make([]entry, 0, perShard)
-		s.cache.max = cacheSize / shardCount
+		s.cache = newSealerCache(cacheSize / shardCount)
 	}
 
 	r := bufio.NewReaderSize(io.NewSectionReader(k.f, headerSize, size-headerSize), 1<<20)
@@ -477,9 +477,9 @@ func (s *shard) sealerLocked(p Pseudonym, i uint32) (*sealer, *KeyRecord, error)
 	if e.pending {
 		pending = &KeyRecord{Pseudonym: p, Key: e.key}
 	}
-	c := s.cache.get(p)
+	c := s.cache.get(p, i)
 	if c == nil {
-		c = s.cache.put(p, newSealer(p, &e.key))
+		c = s.cache.put(p, i, newSealer(p, &e.key))
 	}
 	return c, pending, nil
 }
@@ -708,7 +708,7 @@ func (k *Keyring) shredOne(p Pseudonym) error {
 		s.keys--
 		s.shredded++
 	}
-	s.cache.remove(p)
+	s.cache.remove(p, i)
 	// Written even when already shredded, so that a Shred that failed can
 	// be repeated.
 	var b [slotSize]byte

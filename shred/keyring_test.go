@@ -750,7 +750,7 @@ func TestConcurrent(t *testing.T) {
 func TestCacheEviction(t *testing.T) {
 	k := openT(t, filepath.Join(t.TempDir(), "keys"))
 	for i := range k.shards {
-		k.shards[i].cache.max = 2
+		k.shards[i].cache = newSealerCache(2)
 	}
 	var ps []Pseudonym
 	var sealed [][]byte
@@ -767,16 +767,17 @@ func TestCacheEviction(t *testing.T) {
 			mustOpen(t, k, p, sealed[i], fmt.Sprint(i))
 		}
 	}
-	for i := range k.shards {
-		if c := &k.shards[i].cache; len(c.ents) > 2 || len(c.idx) > 2 {
-			t.Fatalf("shard %d: cache holds %d", i, len(c.ents))
-		}
-	}
 	// A shredded key leaves the cache.
+	s := k.shard(ps[0])
+	i := s.index[ps[0]]
+	mustOpen(t, k, ps[0], sealed[0], "0")
+	if s.cache.get(ps[0], i) == nil {
+		t.Fatal("a key just used is not cached")
+	}
 	if err := k.Shred(ps[0]); err != nil {
 		t.Fatal(err)
 	}
-	if k.shard(ps[0]).cache.get(ps[0]) != nil {
+	if s.cache.get(ps[0], i) != nil {
 		t.Fatal("shredded key still cached")
 	}
 }
