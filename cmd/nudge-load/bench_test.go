@@ -9,7 +9,7 @@ import (
 // (go test -bench . ./cmd/nudge-load/).
 
 func BenchmarkRefDecodeBatch(b *testing.B) {
-	tm := newBodyTemplate("abcd1234", false, 100, 500, 100000)
+	tm := newBodyTemplate("abcd1234", false, 100, 500, 100000, shopEvents)
 	b.SetBytes(int64(len(tm.body)))
 	for b.Loop() {
 		var req struct{ Batch []refEvent }
@@ -20,7 +20,7 @@ func BenchmarkRefDecodeBatch(b *testing.B) {
 }
 
 func BenchmarkJSONValidBatch(b *testing.B) {
-	tm := newBodyTemplate("abcd1234", false, 100, 500, 100000)
+	tm := newBodyTemplate("abcd1234", false, 100, 500, 100000, shopEvents)
 	b.SetBytes(int64(len(tm.body)))
 	for b.Loop() {
 		json.Valid(tm.body)

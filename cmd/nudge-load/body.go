@@ -28,12 +28,19 @@ const (
 	tsLayout  = "2006-01-02T15:04:05.000000Z" // ISO 8601, UTC, µs (time to trigger is measured from it), 27 bytes
 )
 
-var eventNames = []string{"Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Product Clicked"}
+// shopEvents are the event names of a request, in turn, unless --events
+// names others.
+var shopEvents = []string{"Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Product Clicked"}
 
 // newBodyTemplate builds the body of one request: a {"batch":[...]} of n
-// events, or a bare event when track is set. Each event's JSON is padded to
-// eventSize bytes (or is as small as it can be, if eventSize is smaller).
-func newBodyTemplate(runID string, track bool, n, eventSize, users int) *bodyTemplate {
+// events, or a bare event when track is set, named after names (none:
+// shopEvents) in turn.
+// Each event's JSON is padded to eventSize bytes (or is as small as it can
+// be, if eventSize is smaller).
+func newBodyTemplate(runID string, track bool, n, eventSize, users int, names []string) *bodyTemplate {
+	if len(names) == 0 {
+		names = shopEvents
+	}
 	t := &bodyTemplate{userWidth: len(strconv.Itoa(max(users-1, 0))), users: uint64(max(users, 1))}
 	if track {
 		n = 1
@@ -46,9 +53,9 @@ func newBodyTemplate(runID string, track bool, n, eventSize, users int) *bodyTem
 		}
 		start := len(t.body)
 		var slot eventSlot
-		t.body, slot = appendEvent(t.body, runID, i, t.userWidth, 0)
+		t.body, slot = appendEvent(t.body, runID, names[i%len(names)], i, t.userWidth, 0)
 		if pad := eventSize - (len(t.body) - start); pad > 0 {
-			t.body, slot = appendEvent(t.body[:start], runID, i, t.userWidth, pad)
+			t.body, slot = appendEvent(t.body[:start], runID, names[i%len(names)], i, t.userWidth, pad)
 		}
 		t.slots = append(t.slots, slot)
 		t.eventLen = append(t.eventLen, len(t.body)-start)
@@ -59,10 +66,10 @@ func newBodyTemplate(runID string, track bool, n, eventSize, users int) *bodyTem
 	return t
 }
 
-func appendEvent(b []byte, runID string, i, userWidth, pad int) ([]byte, eventSlot) {
+func appendEvent(b []byte, runID, name string, i, userWidth, pad int) ([]byte, eventSlot) {
 	var s eventSlot
 	b = append(b, `{"type":"track","event":"`...)
-	b = append(b, eventNames[i%len(eventNames)]...)
+	b = append(b, name...) // checked by loadConfig.check: nothing to escape
 	b = append(b, `","userId":"u`...)
 	s.user = len(b)
 	b = append(b, bytes.Repeat([]byte{'0'}, userWidth)...)

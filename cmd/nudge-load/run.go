@@ -38,6 +38,7 @@ type loadConfig struct {
 	PID       int
 	Timeout   time.Duration
 	Late      time.Duration // open loop: a start later than this after its scheduled time is "late"
+	Events    []string      // the events' names, in turn (none: shopEvents)
 	RunID     string
 }
 
@@ -57,6 +58,15 @@ func (c *loadConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.PID, "pid", 0, "target process id: report its CPU time and RSS (from /proc)")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "per-request timeout")
 	fs.DurationVar(&c.Late, "late", 2*time.Millisecond, "open loop: count a request as a late start when it starts this much after its scheduled time")
+	fs.Func("events", "comma-separated event names the events take in turn (default: "+strings.Join(shopEvents, ",")+")", func(v string) error {
+		c.Events = strings.Split(v, ",")
+		for _, name := range c.Events {
+			if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == '"' || r == '\\' }) {
+				return fmt.Errorf("event name %q: want a non-empty name without quotes, backslashes or control characters", name)
+			}
+		}
+		return nil
+	})
 }
 
 // finish applies the defaults that depend on other flags and validates.
@@ -144,7 +154,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*Result, error) {
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	tmpl := newBodyTemplate(cfg.RunID, cfg.Mode == "track", cfg.Batch, cfg.EventSize, cfg.Users)
+	tmpl := newBodyTemplate(cfg.RunID, cfg.Mode == "track", cfg.Batch, cfg.EventSize, cfg.Users, cfg.Events)
 
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -269,9 +270,36 @@ func TestRunMainJSON(t *testing.T) {
 	}
 }
 
+func TestEventsFlag(t *testing.T) {
+	parse := func(args ...string) (loadConfig, error) {
+		var c loadConfig
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.register(fs)
+		if err := fs.Parse(args); err != nil {
+			return c, err
+		}
+		return c, c.finish(fs)
+	}
+	c, err := parse("--events", "Trigger Probe,Order Completed", "--batch", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct{ Batch []struct{ Event string } }
+	if err := json.Unmarshal(newBodyTemplate("run1", false, c.Batch, 500, 10, c.Events).body, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Batch) != 3 || b.Batch[0].Event != "Trigger Probe" || b.Batch[1].Event != "Order Completed" || b.Batch[2].Event != "Trigger Probe" {
+		t.Errorf("events %+v", b.Batch)
+	}
+	if _, err := parse("--events", `Bad "name"`); err == nil || !strings.Contains(err.Error(), `Bad \"name\"`) {
+		t.Errorf("a quoted name: %v", err)
+	}
+}
+
 func TestBodyTemplate(t *testing.T) {
 	for _, size := range []int{100, 400, 500, 4096} {
-		tm := newBodyTemplate("run1", false, 7, size, 100000)
+		tm := newBodyTemplate("run1", false, 7, size, 100000, shopEvents)
 		var b struct{ Batch []json.RawMessage }
 		if err := json.Unmarshal(tm.body, &b); err != nil || len(b.Batch) != 7 {
 			t.Fatalf("size %d: %v, %d events", size, err, len(b.Batch))
@@ -284,7 +312,7 @@ func TestBodyTemplate(t *testing.T) {
 		}
 	}
 	var ctr atomic.Uint64
-	tm := newBodyTemplate("run1", true, 1, 500, 7)
+	tm := newBodyTemplate("run1", true, 1, 500, 7, shopEvents)
 	m := newBodyMaker(tm, &ctr, 1, false)
 	now := time.Date(2026, 11, 27, 7, 0, 0, 123e6, time.UTC)
 	body := m.next(now)
