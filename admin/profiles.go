@@ -15,9 +15,13 @@ import (
 	"github.com/nudge-dev/nudge/profile"
 )
 
-// readYourWrites bounds how long a profile read waits for the events
-// acknowledged before it.
-const readYourWrites = 5 * time.Second
+// readYourWrites is how long a profile read waits at most for the events
+// acknowledged before it, unless its wait parameter says otherwise (up to
+// maxWait; 0: not at all).
+const (
+	readYourWrites = 5 * time.Second
+	maxWait        = 10 * time.Second
+)
 
 const (
 	recentEvents      = 20
@@ -84,29 +88,43 @@ func viewOf(p *profile.Profile) *profileView {
 }
 
 // caughtUp waits until the profiles hold every event acknowledged before
-// the request, so a client reads its own writes.
-func (a *API) caughtUp(ctx context.Context) error {
-	if err := a.fwd.WaitForwarded(ctx, a.fwd.Committed()); err != nil {
+// the request, so a client reads its own writes: the waits end with wait,
+// and each looks before it waits, so that an ended wait still tells
+// whether they are caught up.
+func (a *API) caughtUp(ctx, wait context.Context) error {
+	if err := a.fwd.WaitForwarded(wait, a.fwd.Committed()); err != nil {
 		return err
 	}
 	seq, err := a.log.LastSeq(ctx)
 	if err != nil {
 		return err
 	}
-	return a.profiles.WaitApplied(ctx, seq)
+	return a.profiles.WaitApplied(wait, seq)
 }
 
 // findProfile answers the common start of the profile routes: wait, find,
 // or write the error and return nil.
 //
-// A read waits at most readYourWrites for the profiles to catch up; when
-// they are further behind (a consumer that lags under load), it answers
-// with what is applied and says so in the Nudge-Profiles-Behind header,
-// rather than hold every reader until the lag is gone.
+// A read waits at most readYourWrites (or its wait parameter) for the
+// profiles to catch up; when they are further behind (a consumer that lags
+// under load), it answers with what is applied and says so in the
+// Nudge-Profiles-Behind header, rather than hold every reader until the
+// lag is gone. A read that asks not to wait (wait=0: a dashboard, which
+// wrote nothing) answers at once, with the header when it is behind.
 func (a *API) findProfile(w http.ResponseWriter, r *http.Request) (*profile.Profile, context.Context, context.CancelFunc) {
+	bound := readYourWrites
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > maxWait {
+			api.WriteError(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidQuery, Field: "wait",
+				Message: fmt.Sprintf("wait must be a duration from 0 to %s (such as 0, 500ms or 2s), not %q", maxWait, s)})
+			return nil, nil, nil
+		}
+		bound = d
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	wait, stop := context.WithTimeout(ctx, readYourWrites)
-	err := a.caughtUp(wait)
+	wait, stop := context.WithTimeout(ctx, bound)
+	err := a.caughtUp(ctx, wait)
 	stop()
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		w.Header().Set("Nudge-Profiles-Behind", "true")
@@ -231,7 +249,7 @@ func (a *API) exportProfile(w http.ResponseWriter, r *http.Request) {
 func (a *API) deleteProfile(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.caughtUp(ctx); err != nil {
+	if err := a.caughtUp(ctx, ctx); err != nil {
 		api.WriteError(w, api.ErrUnavailable)
 		return
 	}

@@ -3,8 +3,9 @@
 # until the profile consumer has applied them, report nudge's RSS and the
 # data directory's size; then read profiles (nudge-load probe) while ingest
 # runs at 10,000 events/s, and the profile consumer's lag after that minute.
-# NUDGE_BIN runs a prebuilt binary (to alternate two builds). Bounded in
-# time; loopback only.
+# NUDGE_BIN runs a prebuilt binary (to alternate two builds); PROBE_WAIT
+# is the reads' wait parameter (0: they do not wait for read-your-writes).
+# Bounded in time; loopback only.
 #
 #   bench/million.sh [USERS] [REQUESTS]        (default 1000000 20000: batches of 100)
 set -eu
@@ -29,7 +30,8 @@ done
 echo "caught up $(( $(date +%s) - start )) s after the load ended; profiles created: $(metric nudge_profiles_created_total)"
 echo "nudge RSS $(( $(metric process_resident_memory_bytes | awk '{printf "%d", $1}') / 1048576 )) MB"
 du -sh "$DATA/d"; du -sh "$DATA/d"/* # two calls: one du counts a directory once
-"$DATA/nudge-load" probe --url http://127.0.0.1:18282 --admin-token adm --users "$USERS" --rate 50 --duration 60s &
+"$DATA/nudge-load" probe --url http://127.0.0.1:18282 --admin-token adm --users "$USERS" --rate 50 --duration 60s \
+	${PROBE_WAIT:+--wait "$PROBE_WAIT"} &
 PROBE=$!
 "$DATA/nudge-load" run --url http://127.0.0.1:18282 --write-key load --users "$USERS" --rate 100 --duration 60s --warmup 0s >/dev/null
 wait $PROBE

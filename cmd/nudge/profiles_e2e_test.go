@@ -96,6 +96,20 @@ func TestCrossDeviceProfileOverHTTP(t *testing.T) {
 					t.Fatalf("by %s: counts %v, %d recent events, want both devices' 5", id, d.Computed.Counts, len(d.Events))
 				}
 			}
+			// Caught up (the reads above), a read that does not wait
+			// answers the same, and says it is not behind.
+			req, _ := http.NewRequest(http.MethodGet, p.url+"/v1/profiles/user-42?wait=0", nil)
+			req.Header.Set("Authorization", "Bearer "+p.adminToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d profileDoc
+			err = json.NewDecoder(resp.Body).Decode(&d)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || resp.Header.Get("Nudge-Profiles-Behind") != "" || len(d.Events) != 5 {
+				t.Fatalf("wait=0: %d, behind %q, %d events, %v", resp.StatusCode, resp.Header.Get("Nudge-Profiles-Behind"), len(d.Events), err)
+			}
 			code, body := p.admin(http.MethodGet, "/v1/profiles/user-42/events?limit=2")
 			var page struct {
 				Events []struct{ MessageID string }
@@ -125,6 +139,10 @@ func TestProfileAPIErrors(t *testing.T) {
 		{"GET", "/v1/profiles/nobody/export", p.adminToken, 404, `"code":"not_found"`},
 		{"GET", "/v1/profiles/u/events?limit=0", p.adminToken, 400, `"field":"limit"`},
 		{"GET", "/v1/profiles/u/events?before=yesterday", p.adminToken, 400, `"field":"before"`},
+		{"GET", "/v1/profiles/u?wait=soon", p.adminToken, 400, `"field":"wait"`},
+		{"GET", "/v1/profiles/u/events?wait=-1s", p.adminToken, 400, `wait must be a duration from 0 to 10s`},
+		{"GET", "/v1/profiles/u/export?wait=1m", p.adminToken, 400, `"field":"wait"`},
+		{"GET", "/v1/profiles/nobody?wait=0", p.adminToken, 404, `"code":"not_found"`},
 		{"GET", "/v1/profiles/u", "wrong", 401, `"code":"unauthorized"`},
 		{"DELETE", "/v1/profiles/u", "", 401, `"code":"unauthorized"`},
 	} {
