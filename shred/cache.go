@@ -68,9 +68,9 @@ func (s *sealer) seal(dst, plaintext []byte) []byte {
 // lock: with more people active than the table holds, nearly every seal
 // misses, and the CLOCK cache this replaced spent more on its map's
 // inserts and deletes than on making the sealer (BenchmarkSealUncached:
-// 2.1-2.2 µs of CPU a seal then, 1.3-1.6 now). get and put need the shard's lock held (read or write), remove
-// and reset the write lock, so that a sealer is never put back after its
-// key was shredded.
+// 2.1-2.2 µs of CPU a seal then, 1.3-1.6 now). get and put need the
+// shard's lock held (read or write), remove and reset the write lock, so
+// that a sealer is never put back after its key was shredded.
 type sealerCache struct {
 	slots []atomic.Pointer[sealer]
 }
