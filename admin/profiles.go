@@ -109,8 +109,9 @@ func (a *API) caughtUp(ctx, wait context.Context) error {
 // profiles to catch up; when they are further behind (a consumer that lags
 // under load), it answers with what is applied and says so in the
 // Nudge-Profiles-Behind header, rather than hold every reader until the
-// lag is gone. A read that asks not to wait (wait=0: a dashboard, which
-// wrote nothing) answers at once, with the header when it is behind.
+// lag is gone. A read that asks not to wait (wait=0: a client that wrote
+// nothing it must read back) answers at once, with the header when it is
+// behind.
 func (a *API) findProfile(w http.ResponseWriter, r *http.Request) (*profile.Profile, context.Context, context.CancelFunc) {
 	bound := readYourWrites
 	if s := r.URL.Query().Get("wait"); s != "" {

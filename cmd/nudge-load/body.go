@@ -69,7 +69,7 @@ func newBodyTemplate(runID string, track bool, n, eventSize, users int, names []
 func appendEvent(b []byte, runID, name string, i, userWidth, pad int) ([]byte, eventSlot) {
 	var s eventSlot
 	b = append(b, `{"type":"track","event":"`...)
-	b = append(b, name...) // checked by loadConfig.check: nothing to escape
+	b = append(b, name...) // checked by the --events flag: nothing to escape
 	b = append(b, `","userId":"u`...)
 	s.user = len(b)
 	b = append(b, bytes.Repeat([]byte{'0'}, userWidth)...)
